@@ -1,0 +1,69 @@
+"""Directory streams: the organization, what it bought, and who holds it.
+
+Each stream is data only: its Graph path, key, schema and the application permissions that allow
+reading it. Paging, `$select`, `$top`, retries and errors come from `GraphStream`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from tap_microsoft365 import schemas
+from tap_microsoft365.client import GraphStream
+
+
+class OrganizationStream(GraphStream):
+    """The tenant itself: one record (`GET /organization`)."""
+
+    name = "organization"
+    path = "/organization"
+    schema: ClassVar[dict] = schemas.ORGANIZATION
+    required_permissions = ("Organization.Read.All", "Directory.Read.All")
+    supports_top = False
+
+
+class SubscribedSkusStream(GraphStream):
+    """The products the tenant bought, with purchased, consumed and suspended units."""
+
+    name = "subscribed_skus"
+    path = "/subscribedSkus"
+    schema: ClassVar[dict] = schemas.SUBSCRIBED_SKU
+    required_permissions = ("Organization.Read.All", "Directory.Read.All")
+    supports_top = False  # subscribedSkus supports only $select
+
+
+class SubscriptionsStream(GraphStream):
+    """The commerce subscriptions behind the SKUs: seats, trial, renewal dates."""
+
+    name = "subscriptions"
+    path = "/directory/subscriptions"
+    schema: ClassVar[dict] = schemas.COMPANY_SUBSCRIPTION
+    required_permissions = ("Organization.Read.All", "Directory.Read.All")
+    supports_top = False
+
+
+class UsersStream(GraphStream):
+    """Every user with their license assignments, direct and group-inherited."""
+
+    name = "users"
+    path = "/users"
+    schema: ClassVar[dict] = schemas.USER
+    required_permissions = ("User.Read.All", "Directory.Read.All")
+
+
+class GroupsStream(GraphStream):
+    """Every group, with the licenses it gives its members (group-based licensing)."""
+
+    name = "groups"
+    path = "/groups"
+    schema: ClassVar[dict] = schemas.GROUP
+    required_permissions = ("Group.Read.All", "Directory.Read.All")
+
+
+DIRECTORY_STREAMS: tuple[type[GraphStream], ...] = (
+    OrganizationStream,
+    SubscribedSkusStream,
+    SubscriptionsStream,
+    UsersStream,
+    GroupsStream,
+)

@@ -1,0 +1,287 @@
+"""The tap: its settings, their validation, and its streams."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import requests
+from singer_sdk import Tap
+from singer_sdk import typing as th
+
+from tap_microsoft365 import redaction
+from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
+from tap_microsoft365.errors import Microsoft365Error, SettingsError
+from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from singer_sdk.streams import Stream
+    from typing_extensions import override
+else:
+    try:
+        from typing import override
+    except ImportError:  # Python 3.11
+        from typing_extensions import override
+
+GUID_PATTERN = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+DOMAIN_PATTERN = re.compile(
+    r"^(?=.{4,253}$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
+)
+OVERVIEW = "Entra ID > App registrations > your app > Overview"
+
+
+def validate_settings(config: Mapping[str, Any]) -> None:
+    """Check the settings before any network call; raise one `SettingsError` line per problem.
+
+    JSON-schema validation (types) follows in the SDK; these checks give the operator the
+    setting's name, what is wrong and where in the Azure portal the right value is.
+    """
+    tenant_id = str(config.get("tenant_id") or "").strip()
+    if not tenant_id:
+        msg = f"tenant_id is missing: set it to the Directory (tenant) ID shown in {OVERVIEW}"
+        raise SettingsError(msg)
+    if not (GUID_PATTERN.match(tenant_id) or DOMAIN_PATTERN.match(tenant_id)):
+        msg = (
+            f"tenant_id '{tenant_id}' is neither a GUID nor a domain: set it to the Directory "
+            f"(tenant) ID shown in {OVERVIEW}, or a verified domain such as "
+            "contoso.onmicrosoft.com"
+        )
+        raise SettingsError(msg)
+    client_id = str(config.get("client_id") or "").strip()
+    if not client_id:
+        msg = f"client_id is missing: set it to the Application (client) ID shown in {OVERVIEW}"
+        raise SettingsError(msg)
+    if not GUID_PATTERN.match(client_id):
+        msg = (
+            f"client_id '{client_id}' is not a GUID: copy the Application (client) ID shown in "
+            f"{OVERVIEW} (not the app's name or the secret's ID)"
+        )
+        raise SettingsError(msg)
+    has_secret = bool(config.get("client_secret"))
+    has_certificate = bool(config.get("client_certificate_path"))
+    if has_secret == has_certificate:
+        msg = (
+            "client_secret and client_certificate_path are both set: keep exactly one credential"
+            if has_secret
+            else "no credential: set client_secret (Certificates & secrets > New client secret "
+            "> copy its Value) or client_certificate_path (a PEM with key and certificate)"
+        )
+        raise SettingsError(msg)
+    if config.get("client_certificate_password") and not has_certificate:
+        msg = "client_certificate_password is set without client_certificate_path: remove it"
+        raise SettingsError(msg)
+    cloud = config.get("cloud", "global")
+    if cloud not in CLOUDS:
+        msg = f"cloud '{cloud}' is unknown: use one of {', '.join(CLOUDS)}"
+        raise SettingsError(msg)
+    for setting in ("authority_host", "graph_url"):
+        value = config.get(setting)
+        if value and not str(value).startswith("https://"):
+            msg = f"{setting} '{value}' must be an https:// URL (Entra ID and Graph speak only TLS)"
+            raise SettingsError(msg)
+    page_size = config.get("page_size", 999)
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 999:
+        msg = f"page_size {page_size!r} is out of range: Graph accepts 1 to 999 (999 is fastest)"
+        raise SettingsError(msg)
+    for setting in ("request_timeout", "retry_max_attempts", "retry_max_wait_seconds"):
+        value = config.get(setting)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            msg = f"{setting} {value!r} must be a positive number"
+            raise SettingsError(msg)
+
+
+class TapMicrosoft365(Tap):
+    """Microsoft 365 licensing and usage from Microsoft Graph."""
+
+    name = "tap-microsoft365"
+    package_name = "tap-microsoft365"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "tenant_id",
+            th.StringType,
+            required=True,
+            title="Tenant ID",
+            description="Directory (tenant) ID, a GUID from Entra ID > Overview, or a verified "
+            "domain such as contoso.onmicrosoft.com.",
+        ),
+        th.Property(
+            "client_id",
+            th.StringType,
+            required=True,
+            title="Client ID",
+            description="Application (client) ID of the app registration, a GUID from "
+            "App registrations > your app > Overview.",
+        ),
+        th.Property(
+            "client_secret",
+            th.StringType,
+            secret=True,
+            title="Client secret",
+            description="Secret. The client secret's Value (not its Secret ID), from "
+            "Certificates & secrets. Set this or client_certificate_path, not both.",
+        ),
+        th.Property(
+            "client_certificate_path",
+            th.StringType,
+            title="Client certificate path",
+            description="Path to a PEM file holding the private key and the certificate "
+            "uploaded to the app registration (MSAL computes the thumbprint). The alternative "
+            "to client_secret.",
+        ),
+        th.Property(
+            "client_certificate_password",
+            th.StringType,
+            secret=True,
+            title="Client certificate password",
+            description="Secret. Passphrase of the private key in client_certificate_path, if "
+            "it is encrypted.",
+        ),
+        th.Property(
+            "cloud",
+            th.StringType,
+            default="global",
+            allowed_values=list(CLOUDS),
+            title="Cloud",
+            description="Microsoft cloud of the tenant: global (including GCC), usgov (GCC "
+            "High), usgov_dod (DoD) or china (21Vianet). Selects the Entra ID and Graph hosts.",
+        ),
+        th.Property(
+            "authority_host",
+            th.StringType,
+            title="Authority host",
+            description="Override of the Entra ID host, e.g. https://login.microsoftonline.com "
+            "(sovereign or custom endpoints, test emulators). Defaults to the cloud's.",
+        ),
+        th.Property(
+            "graph_url",
+            th.StringType,
+            title="Graph URL",
+            description="Override of the Microsoft Graph host, e.g. https://graph.microsoft.com "
+            "(without /v1.0). Defaults to the cloud's.",
+        ),
+        th.Property(
+            "start_date",
+            th.DateType,
+            title="Start date",
+            description="Earliest day of usage-report data to extract (YYYY-MM-DD). Graph keeps "
+            "only the last 28 days, so earlier dates are clamped to that window.",
+        ),
+        th.Property(
+            "page_size",
+            th.IntegerType,
+            default=999,
+            title="Page size",
+            description="Objects per Graph page ($top), 1 to 999. 999 makes the fewest requests.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.IntegerType,
+            default=300,
+            title="Request timeout",
+            description="Seconds to wait for one HTTP response before retrying it.",
+        ),
+        th.Property(
+            "retry_max_attempts",
+            th.IntegerType,
+            default=8,
+            title="Retry attempts",
+            description="Attempts per request on throttling (429) and transient faults "
+            "(5xx, resets, timeouts) before the run fails.",
+        ),
+        th.Property(
+            "retry_max_wait_seconds",
+            th.IntegerType,
+            default=900,
+            title="Retry wait limit",
+            description="Longest total time, in seconds, spent waiting and retrying one request.",
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        redaction.install()
+        config = kwargs.get("config")
+        if kwargs.get("validate_config", True) and isinstance(config, dict):
+            # Secrets are registered before the SDK can log anything about this config.
+            redaction.register_secret(config.get("client_secret"))
+            redaction.register_secret(config.get("client_certificate_password"))
+        super().__init__(*args, **kwargs)
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        redaction.register_secret(self.config.get("client_secret"))
+        redaction.register_secret(self.config.get("client_certificate_password"))
+        if raise_errors:
+            validate_settings(self.config)
+        return super()._validate_config(raise_errors=raise_errors)
+
+    @property
+    def cloud(self) -> str:
+        """The configured cloud's name."""
+        return str(self.config.get("cloud") or "global")
+
+    @property
+    def authority_host(self) -> str:
+        """The Entra ID host: the override, or the cloud's."""
+        host = self.config.get("authority_host") or CLOUDS[self.cloud].authority_host
+        return str(host).rstrip("/")
+
+    @property
+    def graph_url(self) -> str:
+        """The Graph host: the override, or the cloud's."""
+        return str(self.config.get("graph_url") or CLOUDS[self.cloud].graph_url).rstrip("/")
+
+    @cached_property
+    def authenticator(self) -> GraphAuthenticator:
+        """One authenticator (one MSAL app, one token cache) for every stream of the run."""
+        path = self.config.get("client_certificate_path")
+        certificate = (
+            ClientCertificate.load(path, self.config.get("client_certificate_password"))
+            if path
+            else None
+        )
+        return GraphAuthenticator(
+            tenant_id=self.config["tenant_id"].strip(),
+            client_id=self.config["client_id"].strip(),
+            client_secret=self.config.get("client_secret"),
+            client_certificate=certificate,
+            authority_host=self.authority_host,
+            graph_url=self.graph_url,
+            timeout=float(self.config.get("request_timeout", 300)),
+        )
+
+    @cached_property
+    def graph_session(self) -> requests.Session:
+        """One HTTP session for all Graph calls of the run.
+
+        The SDK sends with `Session.send`, which skips requests' environment merge, so the CA
+        bundle named by REQUESTS_CA_BUNDLE (corporate TLS inspection) must be set here
+        (sdk-notes G2). Proxy variables are honoured by `send` itself.
+        """
+        session = requests.Session()
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        return session
+
+    @override
+    def discover_streams(self) -> list[Stream]:
+        return [stream_class(tap=self) for stream_class in DIRECTORY_STREAMS]
+
+
+def main() -> None:
+    """The `tap-microsoft365` command: the SDK's CLI, with operator errors as one line."""
+    redaction.install()
+    try:
+        TapMicrosoft365.cli()
+    except Microsoft365Error as exc:
+        logging.getLogger(TapMicrosoft365.name).error("%s", exc)
+        sys.exit(exc.exit_code)
