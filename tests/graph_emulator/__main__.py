@@ -1,0 +1,95 @@
+"""Run the Graph emulator as a standalone process.
+
+    python -m tests.graph_emulator --users 300 --groups 20 --seed 7 \
+        [--today YYYY-MM-DD] [--time-scale X] [--fault-profile NAME ...] --config-out PATH
+
+Writes a JSON file to PATH: the tap config keys (tenant_id, client_id, client_secret,
+authority_host, graph_url), the key "ca_bundle" with the path of the CA certificate to trust
+(export it as REQUESTS_CA_BUNDLE for the tap), and an "emulator" object with download_url,
+client_certificate_path, client_certificate_password and the tenant parameters. Drop "ca_bundle"
+and "emulator" before handing the file to a tap that rejects unknown settings. The file is
+written atomically and readable by the owner only.
+
+Prints one line "graph-emulator ready ..." when every listener is up, then serves until SIGTERM
+or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .server import GraphEmulator
+from .tenant import Tenant
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, start the emulator, write the config and wait for a signal."""
+    parser = argparse.ArgumentParser(prog="python -m tests.graph_emulator", description=__doc__)
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--groups", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--today", type=dt.date.fromisoformat, default=None)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--fault-profile",
+        action="append",
+        default=[],
+        choices=["throttling", "flaky", "token_expiry", "latency"],
+    )
+    parser.add_argument("--config-out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    tenant = Tenant.synthetic(
+        users=args.users, groups=args.groups, seed=args.seed, today=args.today or dt.date.today()
+    )
+    emulator = GraphEmulator(tenant, time_scale=args.time_scale).start()
+    for profile in args.fault_profile:
+        emulator.faults.profile(profile)
+    config = emulator.config()
+    config["ca_bundle"] = emulator.ca_bundle
+    config["emulator"] = {
+        "download_url": emulator.download_url,
+        "client_certificate_path": emulator.client_certificate_path,
+        "client_certificate_password": emulator.client_certificate_password,
+        "tenant_domain": emulator.tenant_domain,
+        "users": args.users,
+        "groups": args.groups,
+        "seed": args.seed,
+        "today": tenant.today.isoformat(),
+    }
+    args.config_out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.config_out.with_suffix(args.config_out.suffix + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.replace(args.config_out)  # appears whole: a watcher never reads half a file
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        del signum, frame
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(
+        f"graph-emulator ready graph_url={emulator.graph_url} "
+        f"authority_host={emulator.authority_host} config={args.config_out} pid={os.getpid()}",
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
