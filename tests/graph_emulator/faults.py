@@ -231,7 +231,7 @@ class FaultInjector:
                     continue
                 rule.matched += 1
                 turn = rule.matched - rule.skip
-                if turn <= 0 or (turn - 1) % max(1, rule.every):
+                if turn <= 0 or turn % max(1, rule.every):
                     continue
                 rule.fired += 1
                 if rule.times is not None:

@@ -100,6 +100,11 @@ class TokenStore:
         with self._lock:
             return self._tokens.get(token)
 
+    def all(self) -> list[str]:
+        """Every token issued so far."""
+        with self._lock:
+            return list(self._tokens)
+
     def expire_all(self) -> None:
         """Make every issued token expired (Graph then answers 401)."""
         with self._lock:
@@ -456,11 +461,13 @@ class LoginService:
             )
         alg = header.get("alg")
         cert = None
+        # msal sends the thumbprints base64url-encoded with padding; RFC 7515 omits it.
+        x5t = str(header.get("x5t", "")).rstrip("=")
+        x5t_s256 = str(header.get("x5t#S256", "")).rstrip("=")
         for candidate in self.app.certificates:
             der = candidate.public_bytes(Encoding.DER)
-            if header.get("x5t") == _b64url(hashlib.sha1(der).digest()) or header.get(  # noqa: S324
-                "x5t#S256"
-            ) == _b64url(hashlib.sha256(der).digest()):
+            sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is SHA-1 by definition
+            if x5t == sha1 or x5t_s256 == _b64url(hashlib.sha256(der).digest()):
                 cert = candidate
                 break
         if cert is None:

@@ -242,6 +242,22 @@ def _join(body: bytes | Iterable[bytes]) -> bytes:
 
 
 _CLIENT_CERT_CACHE: dict[str, tuple[bytes, x509.Certificate]] = {}
+_CA_CACHE: list[tuple[trustme.CA, trustme.LeafCert]] = []
+_CA_LOCK = threading.Lock()
+
+
+def _certificate_authority() -> tuple[trustme.CA, trustme.LeafCert]:
+    """The trustme CA and server certificate (127.0.0.1, localhost), made once per process.
+
+    Every emulator of a process presents a certificate of the same CA, so one
+    REQUESTS_CA_BUNDLE (any emulator's `ca_bundle`) trusts all of them - the tap under test
+    reads that variable once, while a test may run several emulators.
+    """
+    with _CA_LOCK:
+        if not _CA_CACHE:
+            ca = trustme.CA(organization_name="Graph emulator test CA")
+            _CA_CACHE.append((ca, ca.issue_cert("127.0.0.1", "localhost")))
+        return _CA_CACHE[0]
 
 
 def _client_certificate(password: str) -> tuple[bytes, x509.Certificate]:
@@ -325,8 +341,7 @@ class GraphEmulator:
             return self
         self._tmp = tempfile.TemporaryDirectory(prefix="graph-emulator-")
         folder = Path(self._tmp.name)
-        ca = trustme.CA()
-        server_cert = ca.issue_cert("127.0.0.1", "localhost")
+        ca, server_cert = _certificate_authority()
         self.ca_bundle = str(folder / "ca.pem")
         ca.cert_pem.write_to_path(self.ca_bundle)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -424,6 +439,10 @@ class GraphEmulator:
         """An access token without going through the login host (for tests of Graph alone)."""
         granted = frozenset(self.app.roles if roles is None else roles)
         return self.tokens.issue(self.app.client_id, granted, lifetime or self.app.token_lifetime)
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token this emulator has issued (to check none leaks into logs)."""
+        return self.tokens.all()
 
     def expire_delta_tokens(self, *, resync: bool = False) -> None:
         """Expire every delta token issued so far (see Tenant.expire_delta_tokens)."""
