@@ -16,7 +16,9 @@ from singer_sdk import typing as th
 from tap_microsoft365 import redaction
 from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
 from tap_microsoft365.errors import Microsoft365Error, SettingsError
+from tap_microsoft365.report_scheduler import ReportScheduler
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
+from tap_microsoft365.streams.reports import report_streams
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -91,7 +93,15 @@ def validate_settings(config: Mapping[str, Any]) -> None:
     if not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 999:
         msg = f"page_size {page_size!r} is out of range: Graph accepts 1 to 999 (999 is fastest)"
         raise SettingsError(msg)
-    for setting in ("request_timeout", "retry_max_attempts", "retry_max_wait_seconds"):
+    for setting in (
+        "request_timeout",
+        "retry_max_attempts",
+        "retry_max_wait_seconds",
+        "report_calls_per_window",
+        "report_window_seconds",
+        "report_concurrency",
+        "report_spool_limit_mb",
+    ):
         value = config.get(setting)
         if value is not None and (not isinstance(value, int | float) or value <= 0):
             msg = f"{setting} {value!r} must be a positive number"
@@ -204,6 +214,50 @@ class TapMicrosoft365(Tap):
             title="Retry wait limit",
             description="Longest total time, in seconds, spent waiting and retrying one request.",
         ),
+        th.Property(
+            "concealed_names",
+            th.StringType,
+            default="warn",
+            allowed_values=["warn", "error"],
+            title="Concealed names in reports",
+            description="What to do when usage reports conceal user, group and site names "
+            "(the tenant default since 2021): warn logs one warning per run and extracts the "
+            "hashed ids; error stops the run. Either way the message names the admin center "
+            "setting that shows real names.",
+        ),
+        th.Property(
+            "report_calls_per_window",
+            th.IntegerType,
+            default=14,
+            title="Report calls per window",
+            description="Calls per report function allowed in report_window_seconds. Graph "
+            "allows 14 per 10 minutes per app and tenant; lower it when another tool uses the "
+            "same app registration's budget.",
+        ),
+        th.Property(
+            "report_window_seconds",
+            th.NumberType,
+            default=600,
+            title="Report pacing window",
+            description="Length, in seconds, of the window report_calls_per_window applies to "
+            "(Graph's is 10 minutes).",
+        ),
+        th.Property(
+            "report_concurrency",
+            th.IntegerType,
+            default=8,
+            title="Report downloads at once",
+            description="Report files fetched at the same time. Each report paces its own "
+            "calls; this only caps parallel transfers.",
+        ),
+        th.Property(
+            "report_spool_limit_mb",
+            th.IntegerType,
+            default=2048,
+            title="Report spool limit",
+            description="Report files (gzip-compressed, in TMPDIR) fetched ahead of their "
+            "stream are held to about this many megabytes; reports then wait their turn.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -272,9 +326,17 @@ class TapMicrosoft365(Tap):
             session.verify = bundle
         return session
 
+    @cached_property
+    def report_scheduler(self) -> ReportScheduler:
+        """One scheduler for every report stream of the run: fetches their days concurrently."""
+        return ReportScheduler(self)
+
     @override
     def discover_streams(self) -> list[Stream]:
-        return [stream_class(tap=self) for stream_class in DIRECTORY_STREAMS]
+        return [
+            *(stream_class(tap=self) for stream_class in DIRECTORY_STREAMS),
+            *report_streams(self),
+        ]
 
 
 def main() -> None:

@@ -1,0 +1,849 @@
+"""Fetch the usage report files of a whole run, concurrently, within Graph's limits.
+
+Graph allows 14 CSV calls per 10 minutes per report function (per app and tenant,
+graph-reference 2.8), and a 28-day backfill needs about 28 calls per report. The SDK syncs streams
+one after another, so fetching each report when its stream's turn comes would add up every
+report's wait. Instead, when the first report stream starts, the run's `ReportScheduler` starts one
+worker per selected report: each paces its own function's calls on its own budget, and spools every
+file it downloads to a compressed temporary file. Each stream then reads its own days, in order, as
+they become ready, so a backfill of 15 reports takes about as long as one.
+
+One report's work:
+
+1. A `period='D7'` call whose first row says the Report Refresh Date: the last day Graph has
+   processed, learned from the data rather than assumed (the lag varies from 1 to several days).
+2. For reports that take `date=`: one call per day, from the day after the bookmark (or
+   `start_date`) through that refresh date, never older than the 28 days Graph keeps (the oldest
+   one is skipped: it may age out while the run is underway). A day after the refresh date is not
+   asked for: it is fetched by a later run. A header-only file for a processed day is a day
+   without rows, delivered as such.
+3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
+   refresh date has not moved since the last run.
+
+Each call answers `302 Found` with a short-lived pre-authenticated URL on another host. It is
+followed by hand with a separate session and a request built without any `Authorization` header
+(the bearer token stays with Graph), and never logged. Throttling (429) waits as long as
+`Retry-After` asks, however often it comes: throttling never fails a run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import csv
+import gzip
+import io
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tap_microsoft365.auth import CLOUDS
+from tap_microsoft365.client import (
+    MAX_ATTEMPTS_ON_500,
+    USER_AGENT,
+    correlation,
+    graph_error_fields,
+    retry_after_seconds,
+)
+from tap_microsoft365.errors import GraphAPIError, PermissionDeniedError
+from tap_microsoft365.streams.reports import (
+    ConcealedNamesError,
+    Parameters,
+    ReportStream,
+    describe_concealment,
+    snake_case,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tap_microsoft365.streams.reports import ReportDefinition
+    from tap_microsoft365.tap import TapMicrosoft365
+
+LOGGER_NAME = "tap-microsoft365"
+CALLS_PER_WINDOW = 14  # Graph's documented CSV limit per report function, app and tenant
+WINDOW_SECONDS = 600.0
+KEPT_DAYS = 28  # Graph rejects dates older than this (400 InvalidArgument)
+PLAUSIBLE_LAG_DAYS = 14  # a Date header further than this from the refresh date is ignored
+PROGRESS_INTERVAL_SECONDS = 5.0
+PROGRESS_REPEAT_SECONDS = 60.0
+CHUNK_BYTES = 256 * 1024
+MAX_DOWNLOAD_REDIRECTS = 3
+PERMISSION_CODES = frozenset({"S2SUnauthorized", "Authorization_RequestDenied", "accessDenied"})
+OTHER_403_ATTEMPTS = 3  # an unexpected 403 on reports was once a Graph outage (graph-reference 5.5)
+
+
+def oldest_requestable_day(refresh: date, graph_today: date | None) -> date:
+    """The oldest day to ask Graph for: 27 days ending at the refresh date.
+
+    Graph keeps 28 days, but does not say whether they count from today or from the refresh date;
+    both readings are honoured (today from Graph's own Date header, when it is plausible), less
+    one day that could age out while a long backfill is underway.
+    """
+    oldest = refresh - timedelta(days=KEPT_DAYS - 2)
+    if graph_today and refresh <= graph_today <= refresh + timedelta(days=PLAUSIBLE_LAG_DAYS):
+        oldest = max(oldest, graph_today - timedelta(days=KEPT_DAYS - 2))
+    return oldest
+
+
+def due_days(
+    *, bookmark: date | None, start_date: date | None, refresh: date, graph_today: date | None
+) -> list[date]:
+    """The days to fetch, oldest first: after the bookmark (or from start_date) to the refresh."""
+    candidates = [oldest_requestable_day(refresh, graph_today)]
+    if bookmark:
+        candidates.append(bookmark + timedelta(days=1))
+    if start_date:
+        candidates.append(start_date)
+    first = max(candidates)
+    return [first + timedelta(days=n) for n in range((refresh - first).days + 1)]
+
+
+def parse_day(value: Any) -> date | None:
+    """A date from a setting or a state value ('2026-11-01' or an ISO date-time)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _clock_text(deadline: float) -> str:
+    """A monotonic deadline as wall-clock UTC."""
+    when = datetime.now(UTC) + timedelta(seconds=max(0.0, deadline - time.monotonic()))
+    return when.strftime("%H:%M:%S UTC")
+
+
+def _span(days: list[date]) -> str:
+    if not days:
+        return "none"
+    if len(days) == 1:
+        return days[0].isoformat()
+    return f"{days[0].isoformat()}..{days[-1].isoformat()}"
+
+
+@dataclass
+class Delivery:
+    """One report day (or snapshot) ready for its stream."""
+
+    report_date: date
+    path: Path | None  # a gzip-compressed CSV; None: no rows to read
+    advances_bookmark: bool = True
+    size: int = 0
+    on_discard: Callable[[Delivery], None] | None = None
+
+    def discard(self) -> None:
+        """Delete the spooled file (its records have been emitted)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+            if self.on_discard is not None:
+                self.on_discard(self)
+
+
+class Pacer:
+    """At most `calls` calls of one report function in any `window` seconds.
+
+    A call counts from when its answer arrives (at or after Graph saw it), so a call made when the
+    oldest counted one is `window` seconds old cannot arrive early. After a 429, no call before
+    Graph's Retry-After.
+    """
+
+    def __init__(self, calls: int, window: float) -> None:
+        self.calls = calls
+        self.window = window
+        self._times: deque[float] = deque()
+        self.blocked_until = 0.0
+
+    def ready_at(self) -> float:
+        """When the next call may start (monotonic time)."""
+        now = time.monotonic()
+        while self._times and self._times[0] <= now - self.window:
+            self._times.popleft()
+        at = self.blocked_until
+        if len(self._times) >= self.calls:
+            at = max(at, self._times[len(self._times) - self.calls] + self.window)
+        return at
+
+    def limited(self) -> bool:
+        """Whether the wait is the pacing budget (True) or a Retry-After (False)."""
+        return self.ready_at() > self.blocked_until
+
+    def start(self) -> None:
+        """Count a call as it starts."""
+        self._times.append(time.monotonic())
+
+    def finish(self) -> None:
+        """Re-time the call that just got its answer."""
+        if self._times:
+            self._times[-1] = time.monotonic()
+
+    def block(self, seconds: float) -> None:
+        """Graph said 429: no call for `seconds`."""
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+
+
+@dataclass
+class Job:
+    """One report stream's fetching in this run."""
+
+    stream: ReportStream
+    bookmark: date | None
+    pacer: Pacer
+    due: int | None = None  # report days to fetch; None until the first call has sized it
+    fetched: int = 0
+    ready: deque[Delivery] = field(default_factory=deque)
+    finished: bool = False
+    error: BaseException | None = None
+    waiting_until: float | None = None
+    waiting_for: str = ""  # "limit", "429", "spool"
+    thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        """The stream name."""
+        return self.stream.name
+
+    @property
+    def definition(self) -> ReportDefinition:
+        """The report's definition."""
+        return self.stream.definition
+
+
+@dataclass
+class Outcome:
+    """What one call to a report function produced."""
+
+    refresh: date | None = None  # the first row's Report Refresh Date; None: header only
+    path: Path | None = None
+    size: int = 0
+    graph_today: date | None = None
+    not_kept: bool = False  # Graph no longer keeps the day (400 InvalidArgument)
+
+
+class _TransientError(Exception):
+    """A failure worth another call: network, 5xx, an expired or broken download."""
+
+    def __init__(self, message: str, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class _StoppedError(Exception):
+    """The run is ending."""
+
+
+@dataclass
+class _Retries:
+    """How one call has failed so far."""
+
+    started: float
+    attempts: int = 0
+    errors_500: int = 0
+    other_403: int = 0
+    renewed_token: bool = False
+
+
+class ReportScheduler:
+    """Fetches the due files of every selected report stream of one run."""
+
+    def __init__(self, tap: TapMicrosoft365) -> None:
+        self.tap = tap
+        self.logger = logging.getLogger(LOGGER_NAME)
+        config = tap.config
+        self.calls_per_window = int(config.get("report_calls_per_window") or CALLS_PER_WINDOW)
+        self.window_seconds = float(config.get("report_window_seconds") or WINDOW_SECONDS)
+        self.concurrency = int(config.get("report_concurrency") or 8)
+        self.spool_limit = int(config.get("report_spool_limit_mb") or 2048) * 1024 * 1024
+        self.concealed_mode = str(config.get("concealed_names") or "warn")
+        self.timeout = float(config.get("request_timeout") or 300)
+        self.max_attempts = int(config.get("retry_max_attempts") or 8)
+        self.max_wait = float(config.get("retry_max_wait_seconds") or 900)
+        self.start_date = parse_day(config.get("start_date"))
+        self._cond = threading.Condition()
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._stop = threading.Event()
+        self._jobs: dict[str, Job] = {}
+        self._started = False
+        self._disabled = False
+        self._consumed: set[str] = set()
+        self._active: Job | None = None
+        self._spooled = 0
+        self._spool: tempfile.TemporaryDirectory[str] | None = None
+        self._progress_lock = threading.Lock()
+        self._last_progress = 0.0
+        self._last_line: str | None = None
+        self._concealment_lock = threading.Lock()
+        self.concealment_seen = False
+        self._local = threading.local()
+
+    # -- what streams call -------------------------------------------------------------------
+
+    def deliveries(self, stream: ReportStream) -> Iterator[Delivery]:
+        """The stream's report days, oldest first, each as soon as it is fetched.
+
+        Days fetched before a failure are delivered first (and bookmarked by the stream); the
+        failure is raised after them.
+        """
+        self._start()
+        if self._disabled:
+            return
+        job = self._jobs.get(stream.name) or self._add_job(stream)
+        self._active = job
+        try:
+            while True:
+                with self._cond:
+                    if not job.ready and not job.finished:
+                        self._cond.wait(1.0)
+                    delivery = job.ready.popleft() if job.ready else None
+                    done = job.finished and not job.ready
+                    self._cond.notify_all()
+                if delivery is not None:
+                    yield delivery
+                    delivery.discard()
+                elif done:
+                    if job.error is not None:
+                        raise job.error
+                    return
+                else:
+                    self.log_progress()
+        finally:
+            self._active = None
+            self._consumed.add(stream.name)
+            if self._consumed >= set(self._jobs):
+                self.close()
+
+    def report_concealment(self, stream: ReportStream, column: str) -> None:
+        """A report showed concealed names: warn once per run, or stop the run."""
+        with self._concealment_lock:
+            if self.concealment_seen:
+                return
+            self.concealment_seen = True
+        if self.concealed_mode == "error":
+            raise ConcealedNamesError(describe_concealment(stream.name, column, failing=True))
+        self.logger.warning("%s", describe_concealment(stream.name, column, failing=False))
+
+    def close(self) -> None:
+        """Stop the workers and delete the spooled files."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._spool is not None:
+            self._spool.cleanup()
+            self._spool = None
+
+    # -- starting ----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        selected = [
+            stream
+            for stream in self.tap.streams.values()
+            if isinstance(stream, ReportStream) and stream.selected
+        ]
+        cloud = self.tap.cloud
+        if not CLOUDS[cloud].has_usage_reports:
+            self._disabled = True
+            self.logger.warning(
+                "Microsoft Graph offers no usage reports in the %s cloud (only in the global "
+                "service): skipping the %d selected report stream(s): %s",
+                cloud,
+                len(selected),
+                ", ".join(stream.name for stream in selected),
+            )
+            return
+        self._spool = tempfile.TemporaryDirectory(
+            prefix="tap-microsoft365-reports-", ignore_cleanup_errors=True
+        )
+        atexit.register(self.close)
+        self.logger.info(
+            "Usage reports: fetching %d report(s) concurrently, each within Graph's limit of "
+            "%d calls per %s per report",
+            len(selected),
+            self.calls_per_window,
+            self._window_text(),
+        )
+        for stream in selected:
+            self._add_job(stream)
+
+    def _add_job(self, stream: ReportStream) -> Job:
+        job = Job(stream, stream.bookmark, Pacer(self.calls_per_window, self.window_seconds))
+        self._jobs[stream.name] = job
+        job.thread = threading.Thread(
+            target=self._work, args=(job,), name=f"report-{stream.name}", daemon=True
+        )
+        job.thread.start()
+        return job
+
+    def _window_text(self) -> str:
+        seconds = self.window_seconds
+        if seconds >= 60 and seconds % 60 == 0:
+            minutes = int(seconds // 60)
+            return f"{minutes} minute{'s' if minutes != 1 else ''}"
+        return f"{seconds:g} seconds"
+
+    # -- one report's work (worker thread) ---------------------------------------------------
+
+    def _work(self, job: Job) -> None:
+        try:
+            if job.definition.parameters is Parameters.DATE_OR_PERIOD:
+                self._fetch_days(job)
+            else:
+                self._fetch_snapshot(job)
+        except _StoppedError:
+            pass
+        except BaseException as exc:  # handed to the stream, raised there
+            job.error = exc
+        finally:
+            with self._cond:
+                job.finished = True
+                job.waiting_until = None
+                self._cond.notify_all()
+
+    def _fetch_days(self, job: Job) -> None:
+        probe = self._call(job, "period='D7'", keep=lambda _: False)
+        if probe.refresh is None:
+            job.due = 0
+            self.logger.info(
+                "%s: Graph's last 7 days of %s hold no rows; nothing to fetch this run",
+                job.name,
+                job.definition.function,
+            )
+            return
+        days = due_days(
+            bookmark=job.bookmark,
+            start_date=self.start_date,
+            refresh=probe.refresh,
+            graph_today=probe.graph_today,
+        )
+        self._log_plan(job, probe, days)
+        with self._cond:
+            job.due = len(days)
+        for day in days:
+            self._wait_for_spool_room(job)
+            outcome = self._call(job, f"date={day.isoformat()}", keep=lambda _: True)
+            if outcome.not_kept:
+                self.logger.warning(
+                    "%s: Graph no longer keeps %s (older than its 28 days); skipped",
+                    job.name,
+                    day.isoformat(),
+                )
+            self._deliver(job, Delivery(day, outcome.path, size=outcome.size))
+
+    def _log_plan(self, job: Job, probe: Outcome, days: list[date]) -> None:
+        assert probe.refresh is not None  # noqa: S101 - checked by the caller
+        oldest = oldest_requestable_day(probe.refresh, probe.graph_today)
+        after = job.bookmark + timedelta(days=1) if job.bookmark else None
+        if after and after < oldest:
+            self.logger.warning(
+                "%s: the days %s..%s are older than the 28 days Graph keeps and can no longer "
+                "be extracted (the last run was too long ago)",
+                job.name,
+                after.isoformat(),
+                (oldest - timedelta(days=1)).isoformat(),
+            )
+        if not days:
+            self.logger.info(
+                "%s: up to date: Graph has processed days through %s, already delivered",
+                job.name,
+                probe.refresh.isoformat(),
+            )
+            return
+        clamped = (
+            f" (start_date {self.start_date.isoformat()} is older than the days Graph keeps)"
+            if self.start_date and not job.bookmark and self.start_date < oldest
+            else ""
+        )
+        self.logger.info(
+            "%s: Graph has processed days through %s; fetching %d day(s): %s%s",
+            job.name,
+            probe.refresh.isoformat(),
+            len(days),
+            _span(days),
+            clamped,
+        )
+
+    def _fetch_snapshot(self, job: Job) -> None:
+        with self._cond:
+            job.due = 1
+        bookmark = job.bookmark
+        params = "period='D7'" if job.definition.parameters is Parameters.PERIOD else ""
+        outcome = self._call(
+            job, params, keep=lambda refresh: bookmark is None or refresh > bookmark
+        )
+        if outcome.refresh is None:
+            self.logger.info("%s: Graph's report holds no rows; nothing to fetch", job.name)
+            self._finish_one(job)
+        elif outcome.path is None:
+            self.logger.info(
+                "%s: unchanged since the last run (Graph's refresh date is still %s)",
+                job.name,
+                outcome.refresh.isoformat(),
+            )
+            self._finish_one(job)
+        else:
+            self._deliver(job, Delivery(outcome.refresh, outcome.path, size=outcome.size))
+
+    def _finish_one(self, job: Job) -> None:
+        with self._cond:
+            job.fetched += 1
+
+    def _deliver(self, job: Job, delivery: Delivery) -> None:
+        delivery.on_discard = self._release
+        with self._cond:
+            job.fetched += 1
+            job.ready.append(delivery)
+            self._spooled += delivery.size
+            self._cond.notify_all()
+        self.log_progress()
+
+    def _release(self, delivery: Delivery) -> None:
+        with self._cond:
+            self._spooled -= delivery.size
+            self._cond.notify_all()
+
+    def _wait_for_spool_room(self, job: Job) -> None:
+        """Hold a report that is not being emitted while the spool is over its limit."""
+        with self._cond:
+            while self._spooled > self.spool_limit and self._active is not job:
+                self._check_stop()
+                job.waiting_for = "spool"
+                job.waiting_until = time.monotonic()
+                self._cond.wait(1.0)
+            job.waiting_until = None
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise _StoppedError
+
+    # -- one call, with pacing and retries (worker thread) ------------------------------------
+
+    def _call(self, job: Job, params: str, keep: Callable[[date], bool]) -> Outcome:
+        """Call the function with `params`, follow the redirect, and spool the file if `keep`
+        says so for its refresh date. Throttling is waited out, however long; other faults are
+        retried within retry_max_attempts and retry_max_wait_seconds."""
+        retries = _Retries(started=time.monotonic())
+        while True:
+            self._wait_for_budget(job)
+            try:
+                with self._slots:
+                    self._check_stop()
+                    job.pacer.start()
+                    try:
+                        response = self._send_graph(job, params)
+                    finally:
+                        job.pacer.finish()
+                    try:
+                        return self._answer(job, response, keep)
+                    finally:
+                        response.close()
+            except _TransientError as exc:
+                wait = self._after_failure(job, exc, retries)
+                if wait and self._stop.wait(wait):
+                    raise _StoppedError from None
+
+    def _after_failure(self, job: Job, exc: _TransientError, retries: _Retries) -> float:
+        """Seconds to wait before calling again, or raise when retrying is pointless."""
+        response = exc.response
+        status = response.status_code if response is not None else None
+        if response is not None and status == 429:
+            self._throttled(job, response)  # the pacer now waits for Retry-After
+            return 0.0
+        if status == 401 and not retries.renewed_token:
+            retries.renewed_token = True
+            self.tap.authenticator.invalidate_token()
+            return 0.0
+        if status == 403:
+            retries.other_403 += 1
+            if retries.other_403 >= OTHER_403_ATTEMPTS:
+                raise PermissionDeniedError(str(exc)) from None
+        if status == 500:
+            retries.errors_500 += 1
+        retries.attempts += 1
+        elapsed = time.monotonic() - retries.started
+        if (
+            retries.attempts >= self.max_attempts
+            or elapsed >= self.max_wait
+            or retries.errors_500 >= MAX_ATTEMPTS_ON_500
+        ):
+            msg = f"{exc}: still failing after {retries.attempts} attempt(s); run again later"
+            raise GraphAPIError(msg) from None
+        wait = retry_after_seconds(response)
+        if wait is None:
+            wait = random.uniform(0.5, 1.0) * min(60.0, 2.0 ** (retries.attempts - 1))
+        wait = min(wait, max(0.0, self.max_wait - elapsed))
+        self.logger.warning(
+            "%s: %s; retrying in %.1f s (attempt %d of %d)",
+            job.name,
+            exc,
+            wait,
+            retries.attempts + 1,
+            self.max_attempts,
+        )
+        return wait
+
+    def _wait_for_budget(self, job: Job) -> None:
+        while True:
+            self._check_stop()
+            ready_at = job.pacer.ready_at()
+            now = time.monotonic()
+            if ready_at <= now:
+                with self._cond:
+                    job.waiting_until = None
+                return
+            with self._cond:
+                job.waiting_until = ready_at
+                job.waiting_for = "limit" if job.pacer.limited() else "429"
+            self.log_progress()
+            self._stop.wait(min(ready_at - now, 1.0))
+
+    def _throttled(self, job: Job, response: requests.Response) -> None:
+        wait = retry_after_seconds(response)
+        if wait is None:
+            wait = self.window_seconds / self.calls_per_window
+        job.pacer.block(wait)
+        self.logger.info(
+            "%s: Graph throttled %s (429, %s; another app or run may share the budget); "
+            "waiting %.0f s as Retry-After asks, until %s",
+            job.name,
+            job.definition.function,
+            correlation(response),
+            wait,
+            _clock_text(time.monotonic() + wait),
+        )
+
+    def _session(self, kind: str) -> requests.Session:
+        """This worker thread's session for `kind` (graph or download)."""
+        session = getattr(self._local, kind, None)
+        if session is None:
+            session = requests.Session()
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if bundle:
+                session.verify = bundle
+            setattr(self._local, kind, session)
+        return session
+
+    def _get(
+        self, kind: str, url: str, headers: dict[str, str], *, stream: bool
+    ) -> requests.Response:
+        """One GET, no redirects followed; proxies and CA bundle from the environment, but no
+        credentials from it (no netrc): only `headers` are sent."""
+        session = self._session(kind)
+        prepared = requests.Request("GET", url, headers=headers).prepare()
+        settings = session.merge_environment_settings(prepared.url, {}, stream, None, None)
+        return session.send(prepared, allow_redirects=False, timeout=self.timeout, **settings)
+
+    def _send_graph(self, job: Job, params: str) -> requests.Response:
+        function = job.definition.function
+        call = f"{function}({params})" if params else function
+        url = f"{self.tap.graph_url}/v1.0/reports/{call}"
+        headers = {
+            "Authorization": f"Bearer {self.tap.authenticator.access_token}",
+            "User-Agent": USER_AGENT,
+            "client-request-id": str(uuid.uuid4()),
+        }
+        try:
+            return self._get("graph", url, headers, stream=True)
+        except requests.exceptions.SSLError:
+            msg = (
+                f"{job.name}: TLS verification failed for {urlsplit(url).netloc}: if a proxy "
+                "inspects TLS, set REQUESTS_CA_BUNDLE to a file with its CA certificate"
+            )
+            raise GraphAPIError(msg) from None
+        except requests.exceptions.RequestException as exc:
+            msg = f"{job.name}: GET /v1.0/reports/{call} failed ({type(exc).__name__})"
+            raise _TransientError(msg) from None
+
+    def _answer(
+        self, job: Job, response: requests.Response, keep: Callable[[date], bool]
+    ) -> Outcome:
+        status = response.status_code
+        stream = job.stream
+        graph_today = self._graph_today(response)
+        if status in {301, 302, 303, 307, 308}:
+            location = response.headers.get("Location")
+            if not location:
+                msg = f"{job.name}: Graph answered {status} without a download location"
+                raise _TransientError(msg, response)
+            outcome = self._download(job, location, keep)
+            outcome.graph_today = graph_today
+            return outcome
+        if status == 200:  # served directly (no redirect): the body is the file
+            outcome = self._save(job, response, keep)
+            outcome.graph_today = graph_today
+            return outcome
+        code, message = graph_error_fields(response)
+        line = stream._error_line(response, code, message)  # the base stream's format
+        if status == 400 and code == "InvalidArgument" and "28 days" in message:
+            return Outcome(not_kept=True, graph_today=graph_today)
+        if status == 403 and (
+            code in PERMISSION_CODES
+            or "S2SUnauthorized" in message
+            or "Invalid permission" in message
+        ):
+            raise PermissionDeniedError(stream._permission_line(response, code, message))
+        if status == 403:
+            raise _TransientError(
+                stream._permission_line(response, code, message),
+                response,
+            )
+        if status in {401, 429, 500, 502, 503, 504}:
+            raise _TransientError(line, response)
+        raise GraphAPIError(line)
+
+    @staticmethod
+    def _graph_today(response: requests.Response) -> date | None:
+        value = response.headers.get("Date")
+        if not value:
+            return None
+        try:
+            return parsedate_to_datetime(value).astimezone(UTC).date()
+        except (TypeError, ValueError):
+            return None
+
+    def _download(self, job: Job, location: str, keep: Callable[[date], bool]) -> Outcome:
+        """GET the pre-authenticated URL with no Authorization header; never log it."""
+        url = location
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            try:
+                response = self._get("download", url, {"User-Agent": USER_AGENT}, stream=True)
+            except requests.exceptions.RequestException as exc:
+                msg = (
+                    f"{job.name}: downloading {job.definition.function}'s file from "
+                    f"{urlsplit(url).hostname} failed ({type(exc).__name__})"
+                )
+                raise _TransientError(msg) from None
+            if "Authorization" in response.request.headers:  # pragma: no cover - by construction
+                response.close()
+                msg = f"{job.name}: refusing to send the Graph token to the download host"
+                raise GraphAPIError(msg)
+            with response:
+                if response.is_redirect and response.headers.get("Location"):
+                    url = requests.compat.urljoin(url, response.headers["Location"])
+                    continue
+                if response.status_code != 200:
+                    msg = (
+                        f"{job.name}: the download host {urlsplit(url).hostname} answered "
+                        f"{response.status_code} for {job.definition.function}'s file (the "
+                        "link may have expired); asking Graph for a new one"
+                    )
+                    raise _TransientError(msg)
+                return self._save(job, response, keep)
+        msg = f"{job.name}: too many redirects downloading {job.definition.function}'s file"
+        raise _TransientError(msg)
+
+    def _save(self, job: Job, response: requests.Response, keep: Callable[[date], bool]) -> Outcome:
+        """Read the header and first row; spool the whole file if `keep(refresh date)`."""
+        chunks = response.iter_content(CHUNK_BYTES)
+        head = bytearray()
+        try:
+            for chunk in chunks:
+                head += chunk
+                if head.count(b"\n") >= 2:
+                    break
+            refresh = self._first_refresh_date(bytes(head))
+            if refresh is None or not keep(refresh):
+                return Outcome(refresh=refresh)
+            assert self._spool is not None  # noqa: S101 - set when the run's reports start
+            path = Path(self._spool.name) / f"{job.name}-{uuid.uuid4().hex}.csv.gz"
+            with gzip.open(path, "wb", compresslevel=1) as spool:
+                spool.write(head)
+                for chunk in chunks:
+                    self._check_stop()
+                    spool.write(chunk)
+        except requests.exceptions.RequestException as exc:
+            msg = (
+                f"{job.name}: the download of {job.definition.function}'s file broke off "
+                f"({type(exc).__name__}); asking Graph for a new link"
+            )
+            raise _TransientError(msg) from None
+        return Outcome(refresh=refresh, path=path, size=path.stat().st_size)
+
+    @staticmethod
+    def _first_refresh_date(head: bytes) -> date | None:
+        """The Report Refresh Date of the first data row, or None for a header-only file."""
+        text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(head)
+        rows = csv.reader(io.StringIO(text, newline=""))
+        header = next(rows, None)
+        first = next(rows, None)
+        if not header or not first:
+            return None
+        names = [snake_case(column) for column in header]
+        if "report_refresh_date" not in names:
+            msg = "a report file without a Report Refresh Date column"
+            raise GraphAPIError(msg)
+        index = names.index("report_refresh_date")
+        return parse_day(first[index]) if index < len(first) else None
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def log_progress(self) -> None:
+        """While reports wait, one INFO line (at most every few seconds, and a repeat of the
+        same line at most every minute): how far the reports are, which wait, why, until when."""
+        now = time.monotonic()
+        with self._progress_lock:
+            if now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+                return
+        line = self._progress_line()
+        with self._progress_lock:
+            if line is None or (
+                line == self._last_line and now - self._last_progress < PROGRESS_REPEAT_SECONDS
+            ):
+                return
+            self._last_progress, self._last_line = now, line
+        self.logger.info("%s", line)
+
+    def _progress_line(self) -> str | None:
+        with self._cond:
+            jobs = list(self._jobs.values())
+            due = sum(job.due or 0 for job in jobs)
+            fetched = sum(job.fetched for job in jobs)
+            unsized = sum(1 for job in jobs if job.due is None and not job.finished)
+            waiting = sorted(
+                (job.waiting_until, job.waiting_for, job.name) for job in jobs if job.waiting_until
+            )
+        if not waiting:
+            return None
+        parts = [f"Usage reports: {fetched} of {due} report-day file(s) fetched"]
+        if unsized:
+            parts[0] += f" ({unsized} report(s) not yet sized)"
+        reasons = {
+            "limit": f"waiting for Graph's limit of {self.calls_per_window} calls per "
+            f"{self._window_text()} per report",
+            "429": "throttled by Graph (429), waiting as Retry-After asks",
+            "spool": "waiting for spool room (report_spool_limit_mb) while the streams ahead "
+            "emit theirs",
+        }
+        for reason, text in reasons.items():
+            group = [(until, name) for until, why, name in waiting if why == reason]
+            if not group:
+                continue
+            if reason == "spool":
+                shown = ", ".join(name for _, name in group)
+            else:
+                shown = ", ".join(f"{name} until {_clock_text(until)}" for until, name in group[:3])
+                if len(group) > 3:
+                    shown += (
+                        f" and {len(group) - 3} more (the last until {_clock_text(group[-1][0])})"
+                    )
+            parts.append(f"{text}: {shown}")
+        return "; ".join(parts)
+
+
+__all__ = ["Delivery", "ReportScheduler", "due_days", "oldest_requestable_day"]
