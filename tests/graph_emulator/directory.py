@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -270,6 +272,53 @@ def _method_not_allowed(request: EmulatorRequest) -> EmulatorResponse:
     )
 
 
+# Large values the tenant shares between users (assignedPlans/provisionedPlans lists come from a
+# cache keyed by license combination): their JSON is encoded once and spliced into pages.
+_SHARED_VALUES = ("assignedPlans", "provisionedPlans")
+_MARK = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+class PageEncoder:
+    """Encodes collection pages fast by reusing the JSON of values shared between objects."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fragments: dict[int, tuple[object, str]] = {}
+
+    def encode(self, body: dict[str, Any]) -> bytes:
+        """JSON of a page body whose `value` holds projected objects."""
+        pieces: list[str] = []
+        index: dict[int, int] = {}
+        values = []
+        with self._lock:
+            fragments = self._fragments
+            if len(fragments) > 20000:
+                fragments.clear()
+            for item in body.get("value", ()):
+                marked = None
+                for key in _SHARED_VALUES:
+                    value = item.get(key)
+                    if not value or not isinstance(value, list):
+                        continue
+                    ident = id(value)
+                    slot = index.get(ident)
+                    if slot is None:
+                        cached = fragments.get(ident)
+                        if cached is None or cached[0] is not value:
+                            cached = (value, json.dumps(value))
+                            fragments[ident] = cached
+                        slot = index[ident] = len(pieces)
+                        pieces.append(cached[1])
+                    if marked is None:
+                        marked = dict(item)
+                    marked[key] = f"\x00{slot}\x00"
+                values.append(marked if marked is not None else item)
+        text = json.dumps({**body, "value": values})
+        if pieces:
+            text = _MARK.sub(lambda m: pieces[int(m.group(1))], text)
+        return text.encode()
+
+
 def query_pairs(raw_query: str) -> list[tuple[str, str]]:
     """The decoded (name, value) pairs of a query string, in order, duplicates kept."""
     return parse_qsl(raw_query, keep_blank_values=True)
@@ -298,6 +347,15 @@ class DirectoryService:
         self.paging = paging
         self.dispatch_inner = dispatch_inner
         self._change_cache: dict[tuple[Any, ...], list[_ChangeEntry]] = {}
+        self.encoder = PageEncoder()
+
+    def page_response(
+        self, body: dict[str, Any], request: EmulatorRequest, headers: dict[str, str] | None = None
+    ) -> EmulatorResponse:
+        """A 200 JSON page, encoded with shared-fragment reuse."""
+        response = json_response(200, None, request, headers)
+        response.body = self.encoder.encode(body)
+        return response
 
     # ------------------------------------------------------------------ routing
 
@@ -570,7 +628,7 @@ class DirectoryService:
             token = _encode_token({"k": coll.name, "o": end, "p": page_no + 1})
             body["@odata.nextLink"] = self.next_link(request, "$skiptoken", token)
         body["value"] = values
-        return json_response(200, body, request)
+        return self.page_response(body, request)
 
     def _empty_page_due(self, page_no: int) -> bool:
         every = self.paging.empty_page_every
@@ -1130,7 +1188,7 @@ class DeltaEngine:
         headers = {}
         if "return=minimal" in request.headers.get("prefer", "").replace(" ", "").lower():
             headers["Preference-Applied"] = "return=minimal"
-        return json_response(200, body, request, headers)
+        return self.service.page_response(body, request, headers)
 
 
 __all__ = [

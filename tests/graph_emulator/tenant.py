@@ -29,7 +29,6 @@ import datetime as dt
 import gc
 import random
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -545,12 +544,29 @@ _USER_TEMPLATE.update({prop: [] for prop in USER_COLLECTIONS})
 _USER_TEMPLATE["onPremisesExtensionAttributes"] = _EMPTY_EXTENSION_ATTRIBUTES
 
 
+class _FastRandom(random.Random):
+    """random.Random with cheaper choice/randrange (one random() call each, no rejection loop).
+
+    Slightly biased for huge ranges, which fake data does not mind; deterministic per seed.
+    """
+
+    def choice(self, seq: Any) -> Any:
+        return seq[int(self.random() * len(seq))]
+
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        if stop is None:
+            start, stop = 0, start
+        return start + int(self.random() * (stop - start))
+
+
 def _iso(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A random (version 4) UUID string drawn from `rng` (fast: no uuid.UUID object)."""
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class Tenant:
@@ -574,7 +590,7 @@ class Tenant:
         self.lock = threading.RLock()
         self.seed = seed
         self.today: dt.date = today or dt.datetime.now(dt.UTC).date()
-        self._rng = random.Random(f"tenant-{seed}")
+        self._rng: random.Random = _FastRandom(f"tenant-{seed}")
         self.tenant_id: str = tenant_id or _uuid(self._rng)
         self.domain = domain
         self.default_domain = domain.split(".", 1)[0] + ".com"
@@ -641,15 +657,16 @@ class Tenant:
         hours, rest = divmod(rest, 3600)
         return f"{text}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}Z"
 
-    def _month_start(self, days: float) -> str:
-        """The first day of the month `days` before `today`, 09:00 UTC (licenses go in batches)."""
-        day = dt.date.fromordinal((self._base_seconds - int(days * 86400)) // 86400)
-        return f"{day.replace(day=1).isoformat()}T09:00:00Z"
-
     @staticmethod
     def _month_start_of(stamp: str) -> str:
-        year, month = int(stamp[:4]), int(stamp[5:7])
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        """The first day of the quarter after the one holding `stamp`, 09:00 UTC.
+
+        Licenses are handed out in quarterly batches, which also lets many users share one
+        assignedPlans list (cheaper to build and to serve).
+        """
+        year, month = int(stamp[:4]), (int(stamp[5:7]) - 1) // 3 * 3 + 4
+        if month > 12:
+            year, month = year + 1, 1
         return f"{year:04d}-{month:02d}-01T09:00:00Z"
 
     def _build_organization(self) -> None:
@@ -821,7 +838,7 @@ class Tenant:
                 gc.enable()
 
     def _populate_objects(self, n_users: int, n_groups: int) -> None:
-        rng = random.Random(f"users-{self.seed}-{n_users}-{n_groups}")
+        rng = _FastRandom(f"users-{self.seed}-{n_users}-{n_groups}")
         profiles = [self._profile(rng) for _ in range(n_users)]
         need: dict[str, int] = dict.fromkeys(SKU_BY_PART, 0)
         license_groups = ("SPE_E3", "EMS", "POWER_BI_PRO", "VISIOCLIENT")[: max(0, n_groups)]
@@ -1021,7 +1038,7 @@ class Tenant:
         self.users[uid] = user
         self._order["users"].append(uid)
         if prof.direct:
-            when = self._month_start(max(1.0, created_days - 31))
+            when = min(self._month_start_of(created), self._days_ago(1))
             self._direct[uid] = {
                 SKU_BY_PART[part].sku_id: _Direct(
                     tuple(sorted(PLAN_BY_NAME[name].id for name in disabled)), when
@@ -1227,7 +1244,10 @@ class Tenant:
                 ):
                     stamp = prev["lastUpdatedDateTime"]
                 if when is None and state == "Active":
-                    stamp = max(stamp, self._month_start_of(user["createdDateTime"]))
+                    stamp = min(
+                        max(stamp, self._month_start_of(user["createdDateTime"])),
+                        self._days_ago(1),
+                    )
                 states.append(
                     {
                         "assignedByGroup": gid,
