@@ -249,9 +249,17 @@ class GraphStream(RESTStream[Any]):
         request.headers["client-request-id"] = str(uuid.uuid4())
         return request
 
+    def expected_record_count(self, context: Context | None) -> int | None:
+        """How many records this read should yield, if cheap to know (shown in progress lines).
+
+        None by default; a stream overrides it when Graph can count the collection cheaply.
+        """
+        return None
+
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         progress = ProgressLog(self.logger, self.name)
+        progress.expected = self.expected_record_count(context)
         self._progress = progress
         yield from super().request_records(context)
         self.logger.info("%s: done, %s", self.name, progress.describe())
