@@ -231,5 +231,22 @@ GROUP_PROPERTIES = (
     ),
 )
 
-USER = th.PropertiesList(*USER_PROPERTIES).to_dict()
-GROUP = th.PropertiesList(*GROUP_PROPERTIES).to_dict()
+# Streams read through Graph delta query also report removals (graph-reference 4.4). Names
+# starting with `_` are the tap's own and never go into `$select`.
+REMOVAL_PROPERTIES = (
+    th.Property(
+        "_sdc_deleted_at",
+        th.DateTimeType,
+        description="When the sync saw Graph report the object removed; null while it exists. "
+        "SDK targets use it to mark (or delete) the row.",
+    ),
+    th.Property(
+        "_removed_reason",
+        th.StringType,
+        description="Graph's removal reason: 'changed' = soft-deleted (restorable for 30 days "
+        "from Deleted items), 'deleted' = permanently deleted; null while the object exists.",
+    ),
+)
+
+USER = th.PropertiesList(*USER_PROPERTIES, *REMOVAL_PROPERTIES).to_dict()
+GROUP = th.PropertiesList(*GROUP_PROPERTIES, *REMOVAL_PROPERTIES).to_dict()
