@@ -68,16 +68,25 @@ if TYPE_CHECKING:
 
 
 class TenantLike(Protocol):
-    """The attributes of the emulator's Tenant that reports read."""
+    """The attributes of the emulator's Tenant that reports read (read-only here)."""
 
-    tenant_id: str
-    domain: str
-    seed: Any
-    today: date
-    users: Mapping[str, dict[str, Any]]
-    deleted_users: Mapping[str, dict[str, Any]]
-    groups: Mapping[str, dict[str, Any]]
-    skus: Any  # list of subscribedSku dicts, or a mapping skuId -> subscribedSku
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def seed(self) -> Any: ...
+    @property
+    def today(self) -> date: ...
+    @property
+    def users(self) -> Mapping[str, dict[str, Any]]: ...
+    @property
+    def deleted_users(self) -> Mapping[str, dict[str, Any]]: ...
+    @property
+    def groups(self) -> Mapping[str, dict[str, Any]]: ...
+    @property
+    def skus(self) -> Any:  # list of subscribedSku dicts, or a mapping skuId -> subscribedSku
+        ...
 
 
 # --------------------------------------------------------------------------------------------
