@@ -589,7 +589,8 @@ class Tenant:
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
-        self.today: dt.date = today or dt.datetime.now(dt.UTC).date()
+        self._today: dt.date = today or dt.datetime.now(dt.UTC).date()
+        self._base_seconds = self._today.toordinal() * 86400 + 9 * 3600
         self._rng: random.Random = _FastRandom(f"tenant-{seed}")
         self.tenant_id: str = tenant_id or _uuid(self._rng)
         self.domain = domain
@@ -616,9 +617,19 @@ class Tenant:
         self._expired_floor = 0
         self._resync_floor = 0
         self._plans_cache: dict[Any, tuple[list[Any], list[Any]]] = {}
-        self._base_seconds = self.today.toordinal() * 86400 + 9 * 3600
         self._day_text: dict[int, str] = {}
         self._build_organization()
+
+    @property
+    def today(self) -> dt.date:
+        """The tenant's current date (settable: tests move time forward with it)."""
+        return self._today
+
+    @today.setter
+    def today(self, value: dt.date) -> None:
+        with self.lock:
+            self._today = value
+            self._base_seconds = value.toordinal() * 86400 + 9 * 3600
 
     # ---------------------------------------------------------------- construction
 
@@ -1638,8 +1649,8 @@ class Tenant:
             user = self.users.get(uid)
             if user is None:
                 continue
-            before = {e["skuId"] for e in user["assignedLicenses"]}
-            self._remember_plans(uid, user, now) if before else None
+            if user["assignedLicenses"]:
+                self._remember_plans(uid, user, now)
             changed = self._apply_licenses(uid, user, now)
             if changed:
                 self._record("users", uid, "update", changed)
