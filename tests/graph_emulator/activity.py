@@ -100,6 +100,15 @@ def _text_key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+@lru_cache(maxsize=1 << 16)
+def _salt_key(salt: tuple[str | int, ...]) -> int:
+    """One 64-bit value for a tuple of salts."""
+    value = 0x5A17
+    for part in salt:
+        value = _mix(value ^ (_text_key(part) if isinstance(part, str) else part))
+    return value
+
+
 def object_key(seed: object, object_id: str) -> int:
     """A stable 64-bit key for one directory object under one tenant seed."""
     digest = hashlib.blake2b(f"{seed}|{object_id}".encode(), digest_size=8).digest()
@@ -154,10 +163,7 @@ class Subject:
 
     def uniform(self, *salt: str | int) -> float:
         """A stable number in [0, 1) for this object and the given salt."""
-        value = self.key
-        for part in salt:
-            value = _mix(value ^ (_text_key(part) if isinstance(part, str) else part))
-        return value / 2.0**64
+        return _mix(self.key ^ _salt_key(salt)) / 2.0**64
 
     def choice(self, options: tuple[str, ...], *salt: str | int) -> str:
         """A stable pick among options."""
@@ -202,18 +208,18 @@ class Subject:
         mask = 0
         if self.adopts(workload):
             base = self.key ^ (spec.index << 56) ^ (block << 8)
-            words = [_mix(base ^ salt) for salt in (1, 2, 3, 4, 5)]
             level = int(self.uniform("intensity", spec.index) * 4)
+            busy = _mix(base ^ 1)
             if level == 0:
-                busy = words[0] & words[1]  # ~25 % of weekdays
-            elif level == 1:
-                busy = words[0]  # ~50 %
+                busy &= _mix(base ^ 2)  # ~25 % of weekdays
             elif level == 2:
-                busy = words[0] | words[1]  # ~75 %
-            else:
-                busy = words[0] | words[1] | words[2]  # ~88 %
+                busy |= _mix(base ^ 2)  # ~75 %
+            elif level == 3:
+                busy |= _mix(base ^ 2) | _mix(base ^ 3)  # ~88 %; level 1: ~50 %
             weekdays = _WEEKDAYS[block % 7]
-            weekend = words[3] & words[4] if spec.weekend_share < 0.5 else words[3]
+            weekend = _mix(base ^ 4)
+            if spec.weekend_share < 0.5:
+                weekend &= _mix(base ^ 5)
             mask = (busy & weekdays) | (busy & weekend & ~weekdays & _FULL_BLOCK)
             mask &= self._lifetime(block, spec.gated)
         self._cache[cache_key] = mask

@@ -651,16 +651,28 @@ def _user_common(person: Person, window: Window) -> Row:
     }
 
 
-def _active_user_detail(person: Person, window: Window, snapshot: Snapshot) -> Iterator[Row]:
-    row = _user_common(person, window)
+_ACTIVE_USER_COLUMNS: Final = tuple(
+    (
+        workload,
+        f"Has {label} License",
+        f"{label} Last Activity Date",
+        f"{label} License Assign Date",
+    )
     for label, workload in zip(
         ("Exchange", "OneDrive", "SharePoint", "Skype For Business", "Yammer", "Teams"),
         _USER_WORKLOADS,
         strict=True,
-    ):
-        row[f"Has {label} License"] = _tf(person.licensed(workload))
-        row[f"{label} Last Activity Date"] = person.last(workload, window.end)
-        row[f"{label} License Assign Date"] = _text(person.assigned.get(workload))
+    )
+)
+
+
+def _active_user_detail(person: Person, window: Window, snapshot: Snapshot) -> Iterator[Row]:
+    row = _user_common(person, window)
+    for workload, has_license, last_activity, assigned in _ACTIVE_USER_COLUMNS:
+        licensed = person.licensed(workload)
+        row[has_license] = _tf(licensed)
+        row[last_activity] = person.last(workload, window.end)
+        row[assigned] = _text(person.assigned.get(workload)) if licensed else ""
     yield row
 
 
@@ -1569,6 +1581,21 @@ class ReportService:
     ) -> _PendingDownload:
         snapshot = self._snapshot()
         columns, sources = self._served_columns(definition)
+        # The file changes with the tenant: the emulator's Tenant counts its mutations in
+        # `version`; a bare stand-in is compared by content.
+        version = getattr(self.tenant, "version", None)
+        state: Any = (
+            [self.tenant.tenant_id, version]
+            if isinstance(version, int)
+            else [
+                snapshot.users,
+                snapshot.deleted_users,
+                snapshot.groups,
+                snapshot.deleted_groups,
+                snapshot.group_members,
+                snapshot.skus,
+            ]
+        )
         fingerprint = json.dumps(
             [
                 definition.name,
@@ -1580,12 +1607,7 @@ class ReportService:
                 self.extra_rows,
                 str(self.tenant.seed),
                 sorted(self.activity.last_active_override.items()),
-                snapshot.users,
-                snapshot.deleted_users,
-                snapshot.groups,
-                snapshot.deleted_groups,
-                snapshot.group_members,
-                snapshot.skus,
+                state,
             ],
             sort_keys=True,
             default=str,
