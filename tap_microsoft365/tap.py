@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +104,8 @@ def validate_settings(config: Mapping[str, Any]) -> None:
         "report_spool_limit_mb",
     ):
         value = config.get(setting)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
+        # The SDK reads JSON numbers with a fraction as Decimal.
+        if value is not None and (not isinstance(value, int | float | Decimal) or value <= 0):
             msg = f"{setting} {value!r} must be a positive number"
             raise SettingsError(msg)
 
