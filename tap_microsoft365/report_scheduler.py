@@ -589,8 +589,7 @@ class ReportScheduler:
             wait = random.uniform(0.5, 1.0) * min(60.0, 2.0 ** (retries.attempts - 1))
         wait = min(wait, max(0.0, self.max_wait - elapsed))
         self.logger.warning(
-            "%s: %s; retrying in %.1f s (attempt %d of %d)",
-            job.name,
+            "%s; retrying in %.1f s (attempt %d of %d)",
             exc,
             wait,
             retries.attempts + 1,
