@@ -364,6 +364,47 @@ def test_licenses_guests_and_deleted_users() -> None:
     assert any("+" in name for name in products), "several products joined with '+'"
 
 
+def test_disabled_accounts_and_pinned_users_go_idle() -> None:
+    service = make_service(users=300, groups=4)
+    tenant: Any = service.tenant
+    workloads = ("Exchange", "OneDrive", "SharePoint", "Teams", "Yammer")
+
+    def last_seen(upn: str) -> dt.date | None:
+        row = next(r for r in active if r["User Principal Name"] == upn)
+        days = [row[f"{name} Last Activity Date"] for name in workloads]
+        return max((dt.date.fromisoformat(day) for day in days if day), default=None)
+
+    disabled = [
+        user["userPrincipalName"]
+        for user in tenant.users.values()
+        if not user["accountEnabled"] and user["assignedLicenses"]
+    ]
+    assert disabled
+    active = fetch(service, "getOffice365ActiveUserDetail(period='D30')")
+    for upn in disabled:
+        assert (last_seen(upn) or dt.date.min) < REFRESH - dt.timedelta(days=29)
+
+    busy = next(
+        user
+        for user in tenant.users.values()
+        if user["accountEnabled"] and last_seen(user["userPrincipalName"]) == REFRESH
+    )
+    pinned = next(
+        user
+        for user in tenant.users.values()
+        if user is not busy and last_seen(user["userPrincipalName"]) == REFRESH
+    )
+    tenant.update_user(busy["id"], accountEnabled=False)
+    service.activity.last_active_override[pinned["id"]] = REFRESH - dt.timedelta(days=40)
+    fetch(service, "getOffice365ActiveUserDetail(period='D7')")  # the emulator notices today
+    tenant.today += dt.timedelta(days=5)
+    active = fetch(service, "getOffice365ActiveUserDetail(period='D30')")
+    seen = last_seen(busy["userPrincipalName"])
+    assert seen is not None
+    assert REFRESH <= seen <= TODAY, "active until disabled, nothing after"
+    assert (last_seen(pinned["userPrincipalName"]) or dt.date.min) <= REFRESH - dt.timedelta(40)
+
+
 def test_value_shapes() -> None:
     service = make_service(users=150, groups=8)
     teams = fetch(service, "getTeamsUserActivityUserDetail(period='D30')")

@@ -17,19 +17,19 @@ Population shape (the product exists to find wasted seats):
   400-day cycle, so on any day roughly half of them have been idle for 30+ days, many for 90+;
 - about 6 % never use anything they are licensed for.
 
-Tests that need a particular user idle can pin it with `ActivityModel.last_active_override`.
+Disabled accounts and leavers stop (see reports.py); tests that need a particular user idle can
+pin it with `ActivityModel.last_active_override`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from typing import Final
 
 _MASK64: Final = (1 << 64) - 1
-_FULL_BLOCK: Final = _MASK64
 _CYCLE_DAYS: Final = 400
 _EARLIEST: Final = date(
     2015, 1, 1
@@ -120,21 +120,27 @@ class ActivityModel:
     """Factory for per-object activity, with test overrides."""
 
     seed: object
-    # user id -> last day with any gated activity (None: never active). Pins a person idle.
+    # user id -> no activity of the person's own after this day (None: never any). For tests that
+    # need a particular seat idle.
     last_active_override: dict[str, date | None] = field(default_factory=dict)
 
     def subject(
-        self, object_id: str, created: date | None = None, ended: date | None = None
+        self,
+        object_id: str,
+        created: date | None = None,
+        ended: date | None = None,
+        idle_since: date | None = None,
     ) -> Subject:
-        """Activity of one user, site or group that exists from `created` until `ended`."""
-        pinned = object_id in self.last_active_override
-        return Subject(
-            object_key(self.seed, object_id),
-            created or _EARLIEST,
-            ended,
-            pinned,
-            self.last_active_override.get(object_id),
-        )
+        """Activity of an object existing from `created` until `ended`.
+
+        After `idle_since` (a disabled account, a leaver) the person does nothing themselves;
+        things still happen to them (mail arrives) until `ended`.
+        """
+        cutoff = idle_since.toordinal() if idle_since else None
+        if object_id in self.last_active_override:
+            pinned = self.last_active_override[object_id]
+            cutoff = min(cutoff or 10**7, pinned.toordinal() if pinned else 0)
+        return Subject(object_key(self.seed, object_id), created or _EARLIEST, ended, cutoff)
 
 
 class Subject:
@@ -142,9 +148,7 @@ class Subject:
 
     __slots__ = ("_cache", "_cutoff", "_first", "_last", "cycle_length", "key", "kind", "phase")
 
-    def __init__(
-        self, key: int, created: date, ended: date | None, pinned: bool, cutoff: date | None
-    ) -> None:
+    def __init__(self, key: int, created: date, ended: date | None, cutoff: int | None) -> None:
         self.key = key
         self._first = max(created, _EARLIEST).toordinal()
         self._last = ended.toordinal() if ended else 10**7
@@ -152,11 +156,7 @@ class Subject:
         self.kind = "regular" if roll < 70 else "intermittent" if roll < 94 else "never"
         self.phase = _mix(key ^ 0x52) % _CYCLE_DAYS
         self.cycle_length = 120 + _mix(key ^ 0x53) % 160  # active days per 400-day cycle
-        # A pinned person does nothing after `cutoff` (or ever, when cutoff is None).
-        self._cutoff: int | None = None
-        if pinned:
-            self.kind = "pinned"
-            self._cutoff = cutoff.toordinal() if cutoff else 0
+        self._cutoff = cutoff  # ordinal of the last day with activity of one's own, if any
         self._cache: dict[tuple[int, int], int] = {}
 
     # -- per-object traits -------------------------------------------------------------------
@@ -184,8 +184,8 @@ class Subject:
             return mask
         if self.kind == "never":
             return 0
-        if self.kind == "pinned":
-            return mask & range_bits(0, self._cutoff or 0, block)
+        if self._cutoff is not None:
+            mask &= range_bits(0, self._cutoff, block)
         if self.kind == "intermittent":
             first_day = block << 6
             allowed = 0
@@ -220,7 +220,7 @@ class Subject:
             weekend = _mix(base ^ 4)
             if spec.weekend_share < 0.5:
                 weekend &= _mix(base ^ 5)
-            mask = (busy & weekdays) | (busy & weekend & ~weekdays & _FULL_BLOCK)
+            mask = (busy & weekdays) | (busy & weekend & ~weekdays & _MASK64)
             mask &= self._lifetime(block, spec.gated)
         self._cache[cache_key] = mask
         return mask
@@ -266,8 +266,3 @@ class Subject:
         age = max(day.toordinal() - self._first, 0)
         scale = 0.2 + 1.6 * self.uniform(metric, "scale")
         return int(scale * (base + per_day * age))
-
-
-def days_ago(day: date, count: int) -> date:
-    """`day` minus `count` days."""
-    return day - timedelta(days=count)

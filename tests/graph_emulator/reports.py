@@ -60,7 +60,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
-from tests.graph_emulator.activity import ActivityModel, Subject
+from tests.graph_emulator.activity import ActivityModel, Subject, object_key
 from tests.graph_emulator.http import EmulatorResponse, graph_date, graph_error, json_response
 
 if TYPE_CHECKING:
@@ -290,6 +290,7 @@ class Snapshot:
     extra_rows: int
     deleted_groups: list[dict[str, Any]] = field(default_factory=list)
     group_members: dict[str, list[str]] = field(default_factory=dict)  # group id -> user ids
+    idle_since: dict[str, date] = field(default_factory=dict)  # disabled account -> since
     plan_workloads: dict[str, frozenset[str]] = field(default_factory=dict)  # servicePlanId ->
     plan_products: dict[str, str] = field(default_factory=dict)  # servicePlanId -> Product Type
     sku_plans: dict[str, list[str]] = field(default_factory=dict)  # skuId -> servicePlanIds
@@ -387,7 +388,14 @@ class Person:
         self.licensing = snapshot.licensing(user.get("assignedLicenses") or [])
         self._assigned: dict[str, date | None] | None = None
         ended = self.deleted - timedelta(days=1) if self.deleted else None
-        self.activity: Subject = snapshot.model.subject(self.id, self.created, ended)
+        idle = [
+            day
+            for day in (snapshot.idle_since.get(self.id), _day(user.get("employeeLeaveDateTime")))
+            if day
+        ]
+        self.activity: Subject = snapshot.model.subject(
+            self.id, self.created, ended, min(idle) if idle else None
+        )
 
     @property
     def products(self) -> str:
@@ -507,26 +515,29 @@ def _bulk_person(snapshot: Snapshot, slot: int) -> Person:
     )
 
 
-def _bulk_person_identity(snapshot: Snapshot, index: int) -> Row:
-    upn = f"bulk.user{index:06d}@{snapshot.domain}"
-    name = f"Bulk User {index:06d}"
+Identity = dict[str, Callable[[int], str]]  # column -> value for synthetic object `index`
+
+
+def _bulk_person_identity(snapshot: Snapshot) -> Identity:
+    domain = snapshot.domain
+    onedrive = _personal_site_url(snapshot, f"bulk.user@{domain}").replace("@", "", 1)
     return {
-        "User Principal Name": upn,
-        "Display Name": name,
-        "User Id": _bulk_id(snapshot, "user", index),
-        "Owner Principal Name": upn,
-        "Owner Display Name": name,
-        "Site URL": _personal_site_url(snapshot, upn),
+        "User Principal Name": lambda index: f"bulk.user{index:06d}@{domain}",
+        "Display Name": lambda index: f"Bulk User {index:06d}",
+        "User Id": lambda index: _bulk_id(snapshot, "user", index),
+        "Owner Principal Name": lambda index: f"bulk.user{index:06d}@{domain}",
+        "Owner Display Name": lambda index: f"Bulk User {index:06d}",
+        # bulk_user_contoso_com -> bulk_user000123_contoso_com
+        "Site URL": lambda index: onedrive.replace("bulk_user", f"bulk_user{index:06d}", 1),
     }
 
 
 def _bulk_rows(
-    snapshot: Snapshot,
-    profile_rows: Callable[[int], list[Row]],
-    identity: Callable[[Snapshot, int], Row],
+    snapshot: Snapshot, profile_rows: Callable[[int], list[Row]], identity: Identity
 ) -> Iterator[Row]:
     """`extra_rows` rows: a profile's cached rows with each synthetic object's own identity."""
     profiles: dict[int, list[Row]] = {}
+    wanted: list[tuple[str, Callable[[int], str]]] | None = None
     for index in range(snapshot.extra_rows):
         slot = index % BULK_PROFILES
         rows = profiles.get(slot)
@@ -534,12 +545,12 @@ def _bulk_rows(
             rows = profiles[slot] = profile_rows(slot)
         if not rows:
             continue
-        names = identity(snapshot, index)
+        if wanted is None:
+            wanted = [(column, make) for column, make in identity.items() if column in rows[0]]
         for row in rows:
             out = dict(row)
-            for column, value in names.items():
-                if column in out:
-                    out[column] = value
+            for column, make in wanted:
+                out[column] = make(index)
             yield out
 
 
@@ -552,7 +563,6 @@ class Place:
     url: str
     template: str
     visibility: str
-    mail_nickname: str
     owner_upn: str
     owner_name: str
     member_count: int
@@ -591,7 +601,6 @@ def _places(snapshot: Snapshot, groups_only: bool, bulk_slot: int | None = None)
             visibility=str(
                 group.get("visibility") or ("Public" if subject.uniform("vis") < 0.4 else "Private")
             ),
-            mail_nickname=nickname,
             owner_upn=str(owner.get("userPrincipalName", "")),
             owner_name=str(owner.get("displayName", "")),
             member_count=len(listed)
@@ -617,7 +626,6 @@ def _places(snapshot: Snapshot, groups_only: bool, bulk_slot: int | None = None)
             url=f"https://{prefix}.sharepoint.com/",
             template="Communication Site",
             visibility="Public",
-            mail_nickname="",
             owner_upn="",
             owner_name="",
             member_count=0,
@@ -1141,13 +1149,13 @@ def _skype_device_usage_user_detail(
 RowSource = Callable[[Snapshot, Window], Iterator[Row]]
 
 
-def _bulk_place_identity(snapshot: Snapshot, index: int) -> Row:
-    nickname = f"bulkgroup{index:06d}"
+def _bulk_place_identity(snapshot: Snapshot) -> Identity:
+    sites = f"https://{snapshot.host_prefix}.sharepoint.com/sites/bulkgroup"
     return {
-        "Group Display Name": f"Bulk Group {index:06d}",
-        "Group Id": _bulk_id(snapshot, "group", index),
-        "Site Id": _bulk_id(snapshot, "site", index),
-        "Site URL": f"https://{snapshot.host_prefix}.sharepoint.com/sites/{nickname}",
+        "Group Display Name": lambda index: f"Bulk Group {index:06d}",
+        "Group Id": lambda index: _bulk_id(snapshot, "group", index),
+        "Site Id": lambda index: _bulk_id(snapshot, "site", index),
+        "Site URL": lambda index: f"{sites}{index:06d}",
     }
 
 
@@ -1158,7 +1166,7 @@ def _per_person(build: Callable[[Person, Window, Snapshot], Iterable[Row]]) -> R
         yield from _bulk_rows(
             snapshot,
             lambda slot: list(build(_bulk_person(snapshot, slot), window, snapshot)),
-            _bulk_person_identity,
+            _bulk_person_identity(snapshot),
         )
 
     return rows
@@ -1173,7 +1181,7 @@ def _per_place(build: Callable[[Place, Window], Iterable[Row]], groups_only: boo
             lambda slot: [
                 row for place in _places(snapshot, True, slot) for row in build(place, window)
             ],
-            _bulk_place_identity,
+            _bulk_place_identity(snapshot),
         )
 
     return rows
@@ -1381,6 +1389,8 @@ class ReportService:
         self.downloads: list[DownloadRecord] = []
         self.authorized_downloads: list[DownloadRecord] = []
         self._pending: dict[str, _PendingDownload] = {}
+        self._seen_enabled: set[str] = set()
+        self._idle_since: dict[str, date] = {}
         self._recent: dict[tuple[str, str], deque[float]] = {}  # (app, function) -> call times
         self._recent_tenant: dict[str, deque[float]] = {}  # function -> call times, all apps
         self._lock = threading.Lock()
@@ -1574,7 +1584,31 @@ class ReportService:
                 extra_rows=self.extra_rows,
                 deleted_groups=deleted_groups,
                 group_members=members,
+                idle_since=self._disabled_accounts(tenant.users.values()),
             )
+
+    def _disabled_accounts(self, users: Iterable[Mapping[str, Any]]) -> dict[str, date]:
+        """Disabled account -> the day its owner stopped using it.
+
+        Graph does not say when an account was disabled. One already disabled when the emulator
+        first sees it has been idle for 30 to 180 days (the classic wasted seat); one disabled
+        later (a test mutating the tenant) stops on the day that is first noticed.
+        """
+        today = self.tenant.today
+        with self._lock:
+            for user in users:
+                user_id = str(user.get("id"))
+                if user.get("accountEnabled", True) is not False:
+                    self._seen_enabled.add(user_id)
+                    self._idle_since.pop(user_id, None)
+                elif user_id not in self._idle_since:
+                    back = (
+                        0
+                        if user_id in self._seen_enabled
+                        else 30 + object_key(self.tenant.seed, user_id) % 150
+                    )
+                    self._idle_since[user_id] = today - timedelta(days=back)
+            return dict(self._idle_since)
 
     def _prepare(
         self, definition: ReportDefinition, window: Window | None, now: float
@@ -1607,6 +1641,7 @@ class ReportService:
                 self.extra_rows,
                 str(self.tenant.seed),
                 sorted(self.activity.last_active_override.items()),
+                sorted(snapshot.idle_since.items()),
                 state,
             ],
             sort_keys=True,
