@@ -142,8 +142,8 @@ class ClientCertificate:
             serialization.load_pem_private_key(data, password.encode() if password else None)
         except TypeError:
             msg = (
-                "client_certificate_password: the private key in client_certificate_path is "
-                "encrypted: set client_certificate_password"
+                "client_certificate_password is needed: the private key in "
+                "client_certificate_path is encrypted"
                 if not password
                 else "client_certificate_password is set but the private key is not encrypted: "
                 "remove client_certificate_password"

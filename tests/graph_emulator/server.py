@@ -423,6 +423,9 @@ class GraphEmulator:
             "authority_host": self.authority_host,
             "graph_url": self.graph_url,
         }
+        if self.time_scale != 1.0:
+            # The tap paces report calls by its own window setting: tell it the scaled one.
+            config["report_window_seconds"] = 600 * self.time_scale
         config.update(overrides)
         return config
 

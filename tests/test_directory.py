@@ -1,0 +1,119 @@
+"""Directory streams against the 2,500-user sandbox: every object exactly once, few requests."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import RECENT_START
+from tests.singer_run import SyncResult, run_tap
+
+if TYPE_CHECKING:
+    from tests.graph_emulator import GraphEmulator
+
+
+@pytest.fixture(scope="module")
+def full_sync(emulator: GraphEmulator) -> tuple[SyncResult, list]:
+    emulator.clear_log()
+    result = run_tap(emulator.config(**RECENT_START), ca_bundle=emulator.ca_bundle)
+    assert result.exit_code == 0, result.stderr
+    return result, list(emulator.request_log)
+
+
+def graph_requests(log: list, path: str) -> list:
+    return [r for r in log if r.role == "graph" and r.path.startswith(f"/v1.0{path}")]
+
+
+def test_every_user_exactly_once_with_licenses(
+    emulator: GraphEmulator, full_sync: tuple[SyncResult, list]
+) -> None:
+    result, _ = full_sync
+    users = result.records("users")
+    ids = Counter(user["id"] for user in users)
+    assert len(ids) == len(users), "a user was emitted twice"
+    assert set(ids) == set(emulator.tenant.users)
+    for user in users:
+        expected = emulator.tenant.users[user["id"]]
+        assert user["userPrincipalName"] == expected["userPrincipalName"]
+        assert user["assignedLicenses"] == expected.get("assignedLicenses", [])
+        assert user["licenseAssignmentStates"] == expected.get("licenseAssignmentStates", [])
+        assert user["assignedPlans"] == expected.get("assignedPlans", [])
+
+
+def test_users_take_ceil_n_over_999_requests_with_select(
+    emulator: GraphEmulator, full_sync: tuple[SyncResult, list]
+) -> None:
+    _, log = full_sync
+    requests = [r for r in graph_requests(log, "/users") if not r.path.endswith("$count")]
+    assert len(requests) == math.ceil(len(emulator.tenant.users) / 999)
+    first = requests[0]
+    selected = first.query["$select"].split(",")
+    for needed in ("id", "userPrincipalName", "assignedLicenses", "licenseAssignmentStates"):
+        assert needed in selected
+    for later in requests[1:]:
+        # The nextLink is followed as Graph returned it: no option is sent twice.
+        options = parse_qs(urlsplit(f"?{later.raw_query}").query)
+        assert all(len(values) == 1 for values in options.values())
+
+
+def test_skus_and_subscriptions_match_the_tenant(
+    emulator: GraphEmulator, full_sync: tuple[SyncResult, list]
+) -> None:
+    result, log = full_sync
+    skus = {sku["skuId"]: sku for sku in result.records("subscribed_skus")}
+    assert set(skus) == {sku["skuId"] for sku in emulator.tenant.skus}
+    for sku in emulator.tenant.skus:
+        emitted = skus[sku["skuId"]]
+        assert emitted["prepaidUnits"] == sku["prepaidUnits"]
+        assert emitted["consumedUnits"] == sku["consumedUnits"]
+        assert emitted["servicePlans"] == sku["servicePlans"]
+    assert len(graph_requests(log, "/subscribedSkus")) == 1
+    assert {s["id"] for s in result.records("subscriptions")} == {
+        s["id"] for s in emulator.tenant.subscriptions
+    }
+    assert [o["id"] for o in result.records("organization")] == [emulator.tenant_id]
+
+
+def test_groups_carry_group_based_licenses(
+    emulator: GraphEmulator, full_sync: tuple[SyncResult, list]
+) -> None:
+    result, _ = full_sync
+    groups = {group["id"]: group for group in result.records("groups")}
+    assert set(groups) == set(emulator.tenant.groups)
+    licensed = [g for g in groups.values() if g["assignedLicenses"]]
+    assert licensed, "the sandbox has group-based licensing"
+    for group in licensed:
+        assert group["assignedLicenses"] == emulator.tenant.groups[group["id"]]["assignedLicenses"]
+
+
+def test_schemas_are_typed(full_sync: tuple[SyncResult, list]) -> None:
+    result, _ = full_sync
+    schemas = {m["stream"]: m["schema"] for m in result.messages if m["type"] == "SCHEMA"}
+    users = schemas["users"]["properties"]
+    assert users["createdDateTime"]["format"] == "date-time"
+    assert "array" in users["assignedLicenses"]["type"]
+    states = users["licenseAssignmentStates"]["items"]["properties"]
+    assert "object" not in str(states["assignedByGroup"]["type"])
+    assert schemas["subscribed_skus"]["properties"]["prepaidUnits"]["properties"]["enabled"][
+        "type"
+    ] == ["integer", "null"]
+    key_properties = {
+        m["stream"]: m["key_properties"] for m in result.messages if m["type"] == "SCHEMA"
+    }
+    for stream in ("organization", "subscribed_skus", "subscriptions", "users", "groups"):
+        assert key_properties[stream] == ["id"]
+
+
+def test_page_size_setting_is_honoured(emulator: GraphEmulator) -> None:
+    emulator.clear_log()
+    result = run_tap(emulator.config(page_size=500, **RECENT_START), ca_bundle=emulator.ca_bundle)
+    assert result.exit_code == 0, result.stderr
+    requests = [
+        r for r in graph_requests(emulator.request_log, "/users") if not r.path.endswith("$count")
+    ]
+    assert len(requests) == math.ceil(len(emulator.tenant.users) / 500)
+    assert len(result.records("users")) == len(emulator.tenant.users)
