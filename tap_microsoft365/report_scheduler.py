@@ -46,7 +46,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -432,6 +432,8 @@ class ReportScheduler:
             refresh=probe.refresh,
             graph_today=probe.graph_today,
         )
+        if job.stream.ABORT_AT_RECORD_COUNT is not None:
+            days = days[-1:]  # a dry run (--test): one day shows the stream works
         self._log_plan(job, probe, days)
         with self._cond:
             job.due = len(days)
@@ -458,6 +460,15 @@ class ReportScheduler:
                 after.isoformat(),
                 (oldest - timedelta(days=1)).isoformat(),
             )
+        if not days and self.start_date and self.start_date > probe.refresh:
+            self.logger.info(
+                "%s: start_date %s is after the last day Graph has processed (%s): nothing to "
+                "fetch yet",
+                job.name,
+                self.start_date.isoformat(),
+                probe.refresh.isoformat(),
+            )
+            return
         if not days:
             self.logger.info(
                 "%s: up to date: Graph has processed days through %s, already delivered",
@@ -680,7 +691,7 @@ class ReportScheduler:
             if not location:
                 msg = f"{job.name}: Graph answered {status} without a download location"
                 raise _TransientError(msg, response)
-            outcome = self._download(job, location, keep)
+            outcome = self._download(job, urljoin(response.url, location), keep)
             outcome.graph_today = graph_today
             return outcome
         if status == 200:  # served directly (no redirect): the body is the file
@@ -734,7 +745,7 @@ class ReportScheduler:
                 raise GraphAPIError(msg)
             with response:
                 if response.is_redirect and response.headers.get("Location"):
-                    url = requests.compat.urljoin(url, response.headers["Location"])
+                    url = urljoin(url, response.headers["Location"])
                     continue
                 if response.status_code != 200:
                     msg = (

@@ -139,6 +139,13 @@ def served(emu: GraphEmulator, function: str, params: str) -> tuple[list[str], l
     return rows[0], rows[1:]
 
 
+def answered(calls: list[Any]) -> list[Any]:
+    """The calls Graph answered with a file. (The test's own in-process fetches count against
+    the emulator's tenant-wide limit too, so a run right after them may meet a 429, which the
+    tap waits out; that is not what these tests count.)"""
+    return [call for call in calls if call.status != 429]
+
+
 def typed(prop: dict[str, Any], cell: str) -> Any:
     """A CSV cell as the schema says it should arrive (an independent reading of the issue)."""
     if cell == "":
@@ -357,7 +364,7 @@ def test_next_days_fetch_only_the_new_day(emu: GraphEmulator, backfill: Backfill
     assert again.exit_code == 0, again.stderr[-3000:]
     assert not [m for m in again.messages if m["type"] == "RECORD"]
     assert bookmarks(again.last_state) == bookmarks(state)
-    calls = service.calls[before:]
+    calls = answered(service.calls[before:])
     assert sorted(c.function for c in calls) == sorted(DOCUMENTED)  # one call per report
     assert all(c.params in {"period='D7'", ""} for c in calls)
     # The next day: each report fetches that one day.
@@ -367,7 +374,7 @@ def test_next_days_fetch_only_the_new_day(emu: GraphEmulator, backfill: Backfill
         before = len(service.calls)
         nxt = sync(emu, ALL_STREAMS, state=again.last_state)
         assert nxt.exit_code == 0, nxt.stderr[-3000:]
-        calls = service.calls[before:]
+        calls = answered(service.calls[before:])
         for function in DAILY:
             params = [c.params for c in calls if c.function == function]
             if not backfill.result.records(stream_of(function)):
