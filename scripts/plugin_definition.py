@@ -21,7 +21,10 @@ How `--about` settings become Meltano settings (the Hub's own convention for SDK
 - an object whose other keys follow a schema (`stream_maps`: one key per stream) is a mapping,
   and an object without properties (`stream_map_config`) is free-form: one `object` setting each;
 - kinds: string -> string (an enum -> options, a date -> date_iso8601), integer -> integer,
-  number -> decimal, boolean -> boolean, array -> array, a mix of scalars -> string;
+  number -> integer, boolean -> boolean, array -> array, a mix of scalars -> string. Number is
+  not `decimal`: Meltano 4.4 parses a decimal setting into a Decimal and then fails to write the
+  plugin's config ("Object of type Decimal is not JSON serializable"); as `integer` (what the
+  Hub uses for numbers too) a whole number works everywhere and a fraction from meltano.yml;
 - `secret: true` -> `sensitive: true` (kind stays `string`; Meltano 4 deprecates `password`);
 - `title` -> label, `description` -> description verbatim, `default` -> value.
 """
@@ -118,7 +121,7 @@ def _kind(schema: dict[str, Any]) -> str:
         if schema.get("format") in {"date", "date-time"}:
             return "date_iso8601"
         return "string"
-    return {"number": "decimal"}.get(kind, kind)
+    return {"number": "integer"}.get(kind, kind)
 
 
 def _is_group(schema: dict[str, Any]) -> bool:

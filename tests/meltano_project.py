@@ -33,10 +33,19 @@ PLUGINS = ("tap-microsoft365", "target-postgres", "target-duckdb")
 FOREIGN_PREFIXES = ("TAP_MICROSOFT365_", "TARGET_POSTGRES_", "TARGET_DUCKDB_", "MELTANO_")
 
 
+def env_value(value: Any) -> str:
+    """A setting value as Meltano parses it from a variable (3.0 -> "3": kind integer)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value)
+
+
 def settings_env(config: Mapping[str, Any], prefix: str = "TAP_MICROSOFT365_") -> dict[str, str]:
-    """`{"tenant_id": ...}` -> `{"TAP_MICROSOFT365_TENANT_ID": ...}`; non-strings as JSON."""
+    """`{"tenant_id": ...}` -> `{"TAP_MICROSOFT365_TENANT_ID": ...}`."""
     return {
-        f"{prefix}{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+        f"{prefix}{key.upper()}": env_value(value)
         for key, value in config.items()
         if value is not None
     }
