@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what the demo and the tests need, from nothing but python3 (>= 3.11) and PyPI:
+#   1. uv, if it is not on PATH (pip-installed into a cache folder outside the repo);
+#   2. .venv with the tap (editable) and the `dev` dependency group (tests, linters, Meltano,
+#      build tools);
+#   3. with --plugins NAME..., those Meltano plugins under .meltano/ (`meltano install`).
+# Re-running is cheap: uv's cache (~/.cache/uv) holds every wheel after the first time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export UV_PYTHON_DOWNLOADS=never  # use the machine's Python; no network but package registries
+
+if ! command -v uv >/dev/null 2>&1; then
+  tools="${XDG_CACHE_HOME:-$HOME/.cache}/tap-microsoft365/uv-tool"
+  if [ ! -x "$tools/bin/uv" ]; then
+    echo "bootstrap: uv not found; installing it from PyPI into $tools" >&2
+    python3 -m venv "$tools"
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check uv
+  fi
+  export PATH="$tools/bin:$PATH"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  uv venv --quiet --python '>=3.11' .venv
+fi
+uv pip install --quiet --python .venv/bin/python -e . --group dev
+
+if [ "${1:-}" = "--plugins" ]; then
+  shift
+  MELTANO_SEND_ANONYMOUS_USAGE_STATS=false .venv/bin/meltano --log-level=warning install "$@"
+fi
