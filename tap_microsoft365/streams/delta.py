@@ -1,9 +1,13 @@
 """Incremental directory streams through Graph delta query (graph-reference 4.4).
 
-A delta stream reads `/<collection>/delta` in rounds. The first round (initial) sends `$select`
-once and returns every object; its last page carries an `@odata.deltaLink`. Later rounds GET that
-link and return only what changed since, ending with a new link. The link is kept, whole, in the
-stream's Singer state:
+A delta stream reads its collection in rounds. An initial round first asks
+`/<collection>/delta?$select=...&$deltatoken=latest` for a delta link that marks "now" (one
+request, no objects), then lists every object from `/<collection>?$select=...&$top=999`: Graph
+ignores `$top` on delta and pages it by about 200, so listing costs a fifth of the requests
+(ceil(N/999)). Changes made while the listing runs are after the mark, so the next round repeats
+them: nothing is lost, an upserting target ends right. Later rounds GET the stored link and
+return only what changed since, ending with a new link. The link is kept, whole, in the stream's
+Singer state:
 
     {"bookmarks": {"users": {"delta_link": "https://graph.microsoft.com/v1.0/users/delta?...",
                              "delta_link_obtained_at": "2026-11-26T06:00:00+00:00",
@@ -33,7 +37,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlparse, urlsplit
+from urllib.parse import urlencode, urlparse, urlsplit
 
 import requests
 from singer_sdk.streams.rest import PageContext
@@ -120,10 +124,13 @@ class DeltaStream(GraphStream):
     # `GET <count_path>` (with ConsistencyLevel: eventual) gives the expected total of an
     # initial round for progress lines; empty to skip.
     count_path: ClassVar[str] = ""
+    # The plain collection an initial round lists with `$top` (999 per page).
+    list_path: ClassVar[str] = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._round_link: str | None = None
+        self._listing = False
         self._paginator = DeltaLinkPaginator()
         self._synced_at = datetime.now(UTC).isoformat()
         self._removed = 0
@@ -145,6 +152,34 @@ class DeltaStream(GraphStream):
     def get_new_paginator(self) -> DeltaLinkPaginator:
         self._paginator = DeltaLinkPaginator()
         return self._paginator
+
+    @override
+    def get_url(self, context: Context | None) -> str:
+        if self._listing:
+            return f"{self.url_base}{self.list_path}"
+        return super().get_url(context)
+
+    @override
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        params = super().get_url_params(context, next_page_token)
+        if self._listing:
+            params["$top"] = self.config.get("page_size", 999)
+        return params
+
+    def _latest_delta_link(self, context: Context | None) -> str:
+        """A delta link marking now, for the round that lists the collection next."""
+        query = urlencode({"$select": ",".join(self.select), "$deltatoken": "latest"}, safe="$,")
+        prepared = self.build_prepared_request(
+            method="GET",
+            url=f"{self.url_base}{self.path}?{query}",
+            headers={**self.http_headers, "client-request-id": str(uuid.uuid4())},
+        )
+        response = self.request_decorator(self._request)(prepared, context)
+        link = graph_json(response, self.path).get("@odata.deltaLink")
+        if not link:
+            msg = f"{self.name}: GET {self.path}?$deltatoken=latest returned no @odata.deltaLink"
+            raise GraphAPIError(msg)
+        return str(link)
 
     @override
     def get_http_request(self, *, page: PageContext[Any]) -> HTTPRequest:
@@ -227,6 +262,7 @@ class DeltaStream(GraphStream):
     ) -> Iterable[dict[str, Any]]:
         """One delta round from `link` (None: an initial round); store its deltaLink after it."""
         self._round_link = link
+        self._listing = False
         self._removed = 0
         previous_version = state.get(TABLE_VERSION)
         version: int | None
@@ -255,10 +291,17 @@ class DeltaStream(GraphStream):
         # The SDK puts this on every RECORD message (`version`); it has no public setter.
         self._stream_version = version
 
-        yield from super().request_records(context)
+        marked_link = None
+        if link is None and self.list_path:
+            marked_link = self._latest_delta_link(context)
+            self._listing = True
+        try:
+            yield from super().request_records(context)
+        finally:
+            self._listing = False
 
         # Every page of the round has been emitted: only now may the state move forward.
-        delta_link = self._paginator.delta_link
+        delta_link = marked_link or self._paginator.delta_link
         if delta_link is None:
             self.logger.warning(
                 "%s: the round ended without an @odata.deltaLink; the stored link is kept and "

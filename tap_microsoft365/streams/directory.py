@@ -53,6 +53,7 @@ class UsersStream(DeltaStream):
 
     name = "users"
     path = "/users/delta"
+    list_path = "/users"
     count_path = "/users/$count"
     schema: ClassVar[dict] = schemas.USER
     required_permissions = ("User.Read.All", "Directory.Read.All")
@@ -63,6 +64,7 @@ class GroupsStream(DeltaStream):
 
     name = "groups"
     path = "/groups/delta"
+    list_path = "/groups"
     count_path = "/groups/$count"
     schema: ClassVar[dict] = schemas.GROUP
     required_permissions = ("Group.Read.All", "Directory.Read.All")

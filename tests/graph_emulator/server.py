@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import trustme
 from cryptography import x509
@@ -43,6 +43,7 @@ from .directory import DirectoryService, PagingOptions
 from .faults import FaultInjector, FaultSelection, fault_response
 from .http import EmulatorRequest, EmulatorResponse, graph_error
 from .login import AppRegistration, LoginService, TokenStore
+from .product_names import PRODUCT_NAMES_PATH, ProductNamesService
 from .tenant import Tenant
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class LogRecord:
     status: int = 0
     time: float = field(default_factory=time.time)
     fault: str | None = None
+    raw_query: str = ""  # the query string exactly as sent (to prove no option is repeated)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -163,7 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         role = self.server.role
         record = LogRecord(
-            role, request.method, request.path, dict(request.query), _redact(headers)
+            role,
+            request.method,
+            request.path,
+            dict(request.query),
+            _redact(headers),
+            raw_query=request.raw_query,
         )
         emulator.log(record)
         selection = emulator.faults.select(role, request.method, request.path)
@@ -315,6 +322,8 @@ class GraphEmulator:
         )
         self.tokens = TokenStore()
         self.faults = FaultInjector()
+        # Microsoft's product names CSV, served on the download host (product_names.py).
+        self.product_names = ProductNamesService()
         self.request_log: list[LogRecord] = []
         self._log_lock = threading.Lock()
         self._listeners: dict[str, _Listener] = {}
@@ -423,11 +432,21 @@ class GraphEmulator:
             "authority_host": self.authority_host,
             "graph_url": self.graph_url,
         }
+        if self.download_url:
+            # The product names CSV comes from this emulator, cached in its own folder.
+            config["product_names_url"] = self.product_names_url
+            if self._tmp is not None:
+                config["product_names_cache_dir"] = str(Path(self._tmp.name) / "cache")
         if self.time_scale != 1.0:
             # The tap paces report calls by its own window setting: tell it the scaled one.
             config["report_window_seconds"] = 600 * self.time_scale
         config.update(overrides)
         return config
+
+    @property
+    def product_names_url(self) -> str:
+        """Where this emulator serves the product names CSV (Microsoft's path)."""
+        return self.download_url + quote(PRODUCT_NAMES_PATH)
 
     def log(self, record: LogRecord) -> None:
         with self._log_lock:
@@ -481,6 +500,8 @@ class GraphEmulator:
                 assert self.login is not None
                 lifetime = selection.token_lifetime if selection is not None else None
                 return self.login.handle(request, token_lifetime=lifetime)
+            if role == "download" and request.path == PRODUCT_NAMES_PATH:
+                return self.product_names.handle(request)
             if role == "download":
                 service = self.reports
                 if service is None:
