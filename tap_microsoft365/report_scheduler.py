@@ -142,7 +142,6 @@ class Delivery:
 
     report_date: date
     path: Path | None  # a gzip-compressed CSV; None: no rows to read
-    advances_bookmark: bool = True
     size: int = 0
     on_discard: Callable[[Delivery], None] | None = None
 
@@ -419,7 +418,8 @@ class ReportScheduler:
     def _fetch_days(self, job: Job) -> None:
         probe = self._call(job, "period='D7'", keep=lambda _: False)
         if probe.refresh is None:
-            job.due = 0
+            with self._cond:
+                job.due = 0
             self.logger.info(
                 "%s: Graph's last 7 days of %s hold no rows; nothing to fetch this run",
                 job.name,
@@ -452,6 +452,8 @@ class ReportScheduler:
         assert probe.refresh is not None  # noqa: S101 - checked by the caller
         oldest = oldest_requestable_day(probe.refresh, probe.graph_today)
         after = job.bookmark + timedelta(days=1) if job.bookmark else None
+        if after and self.start_date:
+            after = max(after, self.start_date)  # days before start_date are not wanted
         if after and after < oldest:
             self.logger.warning(
                 "%s: the days %s..%s are older than the 28 days Graph keeps and can no longer "
@@ -767,7 +769,7 @@ class ReportScheduler:
                 head += chunk
                 if head.count(b"\n") >= 2:
                     break
-            refresh = self._first_refresh_date(bytes(head))
+            refresh = self._first_refresh_date(job, bytes(head))
             if refresh is None or not keep(refresh):
                 return Outcome(refresh=refresh)
             assert self._spool is not None  # noqa: S101 - set when the run's reports start
@@ -786,7 +788,7 @@ class ReportScheduler:
         return Outcome(refresh=refresh, path=path, size=path.stat().st_size)
 
     @staticmethod
-    def _first_refresh_date(head: bytes) -> date | None:
+    def _first_refresh_date(job: Job, head: bytes) -> date | None:
         """The Report Refresh Date of the first data row, or None for a header-only file."""
         text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(head)
         rows = csv.reader(io.StringIO(text, newline=""))
@@ -796,7 +798,11 @@ class ReportScheduler:
             return None
         names = [snake_case(column) for column in header]
         if "report_refresh_date" not in names:
-            msg = "a report file without a Report Refresh Date column"
+            msg = (
+                f"{job.name}: {job.definition.function}'s file has no Report Refresh Date column "
+                "(is it a CSV report at all? a proxy may have answered), so the days Graph has "
+                "processed are unknown"
+            )
             raise GraphAPIError(msg)
         index = names.index("report_refresh_date")
         return parse_day(first[index]) if index < len(first) else None

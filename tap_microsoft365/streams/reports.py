@@ -581,17 +581,16 @@ class ReportStream(GraphStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        days = records = 0
+        records = 0
         delivered: list[date] = []
         for delivery in self.scheduler.deliveries(self):
             if delivery.path is not None:
                 for record in self._read(delivery):
                     records += 1
                     yield record
-            if delivery.advances_bookmark:
-                self._advance_bookmark(delivery.report_date)
-                delivered.append(delivery.report_date)
-                days += 1
+            # Every record of the day has been emitted (or the day has none).
+            self._advance_bookmark(delivery.report_date)
+            delivered.append(delivery.report_date)
         self._log_summary(delivered, records)
 
     def _log_summary(self, delivered: list[date], records: int) -> None:
@@ -612,9 +611,9 @@ class ReportStream(GraphStream):
         else:
             bookmark = self.bookmark
             self.logger.info(
-                "%s: done, nothing new since %s",
+                "%s: done, nothing new%s",
                 self.name,
-                bookmark.isoformat() if bookmark else "the start",
+                f" after {bookmark.isoformat()}" if bookmark else "",
             )
 
     def _advance_bookmark(self, day: date) -> None:
