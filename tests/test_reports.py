@@ -419,10 +419,19 @@ def test_bookmark_stops_before_a_day_that_failed_and_the_next_run_fetches_it() -
         throttle = emu.faults.throttle(
             path=r"getEmailActivityUserDetail\(date=", times=2, retry_after=1
         )
+        cut = emu.faults.reset_body(role="download", skip=2, times=1)  # a download breaks off
         resumed = sync(emu, {stream}, state=failed.last_state, start_date=start.isoformat())
         assert resumed.exit_code == 0, resumed.stderr[-3000:]
-        days = sorted({r["report_date"] for r in resumed.records(stream)})
+        records = resumed.records(stream)
+        days = sorted({r["report_date"] for r in records})
         assert days == [(bad + datetime.timedelta(days=n)).isoformat() for n in range(4)]
+        assert cut.fired == 1
+        keys = Counter((r["report_date"], r["user_principal_name"]) for r in records)
+        assert set(keys.values()) == {1}
+        for day in days:  # the broken file was fetched again, not half-emitted
+            rows = served(emu, "getEmailActivityUserDetail", f"date={day}")[1]
+            assert sum(1 for r in records if r["report_date"] == day) == len(rows)
+        assert "getEmailActivityUserDetail's file" in resumed.stderr  # said, then retried
         assert bookmarks(resumed.last_state)[stream] == refresh.isoformat()
         # Throttling never failed the run, and Retry-After was honoured.
         assert throttle.fired == 2
