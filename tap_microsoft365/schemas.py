@@ -62,6 +62,18 @@ SERVICE_PLAN_INFO = th.ObjectType(
     th.Property("appliesTo", th.StringType, description="User or Company."),
 )
 
+# subscribed_skus' plans also carry the name Microsoft's product names file gives them
+# (tap_microsoft365.product_names); Graph's own properties are unchanged.
+NAMED_SERVICE_PLAN_INFO = th.ObjectType(
+    *SERVICE_PLAN_INFO.wrapped.values(),
+    th.Property(
+        "servicePlanFriendlyName",
+        th.StringType,
+        description="The plan's name in Microsoft's product names file (e.g. Exchange Online "
+        "(Plan 2)); null when the file is unavailable or does not list the plan.",
+    ),
+)
+
 LICENSE_UNITS_DETAIL = th.ObjectType(
     th.Property("enabled", th.IntegerType, description="Active units."),
     th.Property("suspended", th.IntegerType, description="Cancelled, can be reactivated."),
@@ -117,6 +129,12 @@ SUBSCRIBED_SKU = th.PropertiesList(
     th.Property("id", th.StringType, required=True, description="<tenant id>_<skuId>."),
     th.Property("skuId", GUID, description="The product GUID."),
     th.Property("skuPartNumber", th.StringType, description="e.g. SPE_E5, ENTERPRISEPACK."),
+    th.Property(
+        "productDisplayName",
+        th.StringType,
+        description="The product's name in Microsoft's product names file (e.g. Microsoft 365 "
+        "E5); null when the file is unavailable or does not list the SKU. Not a Graph property.",
+    ),
     th.Property("accountId", th.StringType),
     th.Property("accountName", th.StringType),
     th.Property("appliesTo", th.StringType, description="User or Company."),
@@ -127,7 +145,7 @@ SUBSCRIBED_SKU = th.PropertiesList(
     ),
     th.Property("consumedUnits", th.IntegerType, description="Licenses assigned."),
     th.Property("prepaidUnits", LICENSE_UNITS_DETAIL, description="Licenses bought, by state."),
-    th.Property("servicePlans", th.ArrayType(SERVICE_PLAN_INFO)),
+    th.Property("servicePlans", th.ArrayType(NAMED_SERVICE_PLAN_INFO)),
     th.Property("subscriptionIds", STRING_LIST),
 ).to_dict()
 

@@ -17,8 +17,10 @@ from singer_sdk import typing as th
 from tap_microsoft365 import redaction
 from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
 from tap_microsoft365.errors import Microsoft365Error, SettingsError
+from tap_microsoft365.product_names import DEFAULT_CACHE_HOURS, DEFAULT_URL, ProductNameCatalog
 from tap_microsoft365.report_scheduler import ReportScheduler
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
+from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports import report_streams
 
 if TYPE_CHECKING:
@@ -260,6 +262,38 @@ class TapMicrosoft365(Tap):
             description="Report files (gzip-compressed, in TMPDIR) fetched ahead of their "
             "stream are held to about this many megabytes; reports then wait their turn.",
         ),
+        th.Property(
+            "product_names_url",
+            th.StringType,
+            default=DEFAULT_URL,
+            title="Product names URL",
+            description="Where to download Microsoft's 'Product names and service plan "
+            "identifiers for licensing' CSV, which gives SKUs and service plans their names "
+            "(e.g. SPE_E5 -> Microsoft 365 E5). Read at most once per run and cached. Empty: "
+            "no names.",
+        ),
+        th.Property(
+            "product_names_path",
+            th.StringType,
+            title="Product names file",
+            description="A local copy of that CSV, for networks without internet access: read "
+            "instead of downloading.",
+        ),
+        th.Property(
+            "product_names_cache_dir",
+            th.StringType,
+            title="Product names cache folder",
+            description="Folder keeping the downloaded CSV between runs. Defaults to "
+            "$XDG_CACHE_HOME/tap-microsoft365 (~/.cache/tap-microsoft365).",
+        ),
+        th.Property(
+            "product_names_cache_hours",
+            th.IntegerType,
+            default=DEFAULT_CACHE_HOURS,
+            title="Product names cache hours",
+            description="Hours a downloaded CSV is used before it is downloaded again (a "
+            "failed download falls back to the older copy). 0 downloads on every run.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -329,6 +363,11 @@ class TapMicrosoft365(Tap):
         return session
 
     @cached_property
+    def product_names(self) -> ProductNameCatalog:
+        """Microsoft's product and service plan names: loaded on first use, once per run."""
+        return ProductNameCatalog(self.config, self.logger)
+
+    @cached_property
     def report_scheduler(self) -> ReportScheduler:
         """One scheduler for every report stream of the run: fetches their days concurrently."""
         return ReportScheduler(self)
@@ -337,6 +376,7 @@ class TapMicrosoft365(Tap):
     def discover_streams(self) -> list[Stream]:
         return [
             *(stream_class(tap=self) for stream_class in DIRECTORY_STREAMS),
+            LicenseAssignmentsStream(tap=self),
             *report_streams(self),
         ]
 

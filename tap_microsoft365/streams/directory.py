@@ -12,6 +12,7 @@ from typing import ClassVar
 from tap_microsoft365 import schemas
 from tap_microsoft365.client import GraphStream
 from tap_microsoft365.streams.delta import DeltaStream
+from tap_microsoft365.streams.licensing import NamedSkusStream
 
 
 class OrganizationStream(GraphStream):
@@ -24,8 +25,12 @@ class OrganizationStream(GraphStream):
     supports_top = False
 
 
-class SubscribedSkusStream(GraphStream):
-    """The products the tenant bought, with purchased, consumed and suspended units."""
+class SubscribedSkusStream(NamedSkusStream):
+    """The products the tenant bought, with purchased, consumed and suspended units.
+
+    `NamedSkusStream` adds Microsoft's product and service plan names (productDisplayName,
+    servicePlans[].servicePlanFriendlyName).
+    """
 
     name = "subscribed_skus"
     path = "/subscribedSkus"
