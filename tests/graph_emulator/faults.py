@@ -12,6 +12,9 @@ the URL path, and fires on some of them:
     emu.faults.html(502)                                          # a proxy's HTML error page
     emu.faults.truncated_json(path=r"/groups")                    # 200 with half a JSON body
     emu.faults.token_lifetime(5)                                  # new tokens live 5 s
+    emu.faults.expire_tokens(emu.tokens, path=r"/groups")         # tokens revoked mid-run
+    emu.faults.malformed_csv()                                    # a download's CSV corrupted
+    emu.faults.throttle(retry_after=2, retry_after_date=True)     # Retry-After as an HTTP date
     emu.faults.profile("flaky")                                   # a named set for whole syncs
 
 `times` limits a rule to its next N firings (None: unlimited), `window` to N seconds from now,
@@ -23,16 +26,33 @@ throttles each batch item on its own).
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .http import EmulatorRequest, EmulatorResponse, graph_date, graph_error
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from .login import TokenStore
+
 KINDS = frozenset(
-    {"status", "reset", "reset_body", "latency", "html", "truncated_json", "token_lifetime"}
+    {
+        "status",
+        "reset",
+        "reset_body",
+        "latency",
+        "html",
+        "truncated_json",
+        "token_lifetime",
+        "expire_tokens",
+        "malformed_csv",
+    }
 )
 
 # Default Graph error code and message per injected status (concepts/errors.md,
@@ -62,6 +82,8 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     retry_after: int | None = None
+    retry_after_date: bool = False  # send Retry-After as an HTTP date that many seconds ahead
+    action: Callable[[], None] | None = None  # run when the rule fires (expire_tokens)
     seconds: float = 0.0
     fraction: float = 0.5
     matched: int = 0
@@ -187,15 +209,34 @@ class FaultInjector:
         kw.setdefault("path", r"/oauth2/v2\.0/token$")
         return self.add("token_lifetime", times=times, seconds=float(seconds), **kw)
 
-    def profile(self, name: str) -> list[FaultRule]:
+    def expire_tokens(
+        self, tokens: TokenStore, path: str = "", *, times: int | None = 1, **kw: object
+    ) -> FaultRule:
+        """Every access token issued so far expires as a matching Graph request arrives, so
+        Graph answers it 401 InvalidAuthenticationToken "Access token has expired or is not
+        yet valid." (what a client sees when its cached token outlives its real validity, or
+        is revoked, in the middle of a run)."""
+        return self.add("expire_tokens", path=path, times=times, action=tokens.expire_all, **kw)
+
+    def malformed_csv(
+        self, path: str = "", *, times: int | None = 1, fraction: float = 0.5, **kw: object
+    ) -> FaultRule:
+        """A report download whose CSV is corrupted `fraction` of the way in: a row opens a
+        quoted field that never closes (as a middlebox mangling the file would leave it)."""
+        kw.setdefault("role", "download")
+        return self.add("malformed_csv", path=path, times=times, fraction=fraction, **kw)
+
+    def profile(self, name: str, *, tokens: TokenStore | None = None) -> list[FaultRule]:
         """Add a named set of unlimited rules for a whole-sync test; returns them.
 
         - throttling: every 4th Graph request answers 429 with Retry-After: 1.
         - flaky: on Graph, every 7th request 503, every 11th a connection reset, every 13th
           504, every 17th a proxy's HTML 502, every 19th a 500; every 5th download is cut off
           by a reset half-way through the body.
-        - token_expiry: access tokens live 3 seconds, so Graph answers 401 "Access token has
-          expired or is not yet valid." during a sync.
+        - token_expiry: access tokens live 3 seconds (expires_in says so: MSAL, which never
+          serves a token with under 5 minutes left, fetches one per call); with `tokens` (the
+          emulator's TokenStore), every 6th Graph request also finds every token issued so far
+          expired, so Graph answers it 401 "Access token has expired or is not yet valid."
         - latency: 50 ms on every request of every listener.
         """
         if name == "throttling":
@@ -210,7 +251,10 @@ class FaultInjector:
                 self.reset_body(role="download", every=5, skip=1, times=None),
             ]
         if name == "token_expiry":
-            return [self.token_lifetime(3)]
+            rules = [self.token_lifetime(3)]
+            if tokens is not None:
+                rules.append(self.expire_tokens(tokens, every=6, skip=1, times=None))
+            return rules
         if name == "latency":
             return [self.latency(0.05, role=None)]
         msg = f"unknown fault profile {name!r}; use one of {self.PROFILES}"
@@ -240,6 +284,9 @@ class FaultInjector:
                     selection.latency += rule.seconds
                 elif rule.kind == "token_lifetime":
                     selection.token_lifetime = max(1, int(rule.seconds))
+                elif rule.kind == "expire_tokens":
+                    if rule.action is not None:
+                        rule.action()  # the request is then answered (401) as usual
                 else:
                     selection.rule = rule
         return selection
@@ -249,7 +296,11 @@ def fault_response(rule: FaultRule, role: str, request: EmulatorRequest) -> Emul
     """The response of a "status" or "html" rule, shaped like the listener's real errors."""
     headers: dict[str, str] = {}
     if rule.retry_after is not None:
-        headers["Retry-After"] = str(rule.retry_after)
+        headers["Retry-After"] = (
+            email.utils.formatdate(time.time() + rule.retry_after, usegmt=True)
+            if rule.retry_after_date
+            else str(rule.retry_after)
+        )
     if rule.kind == "html":
         title = f"{rule.status} {'Bad Gateway' if rule.status == 502 else 'Error'}"
         page = (
@@ -299,3 +350,12 @@ def fault_response(rule: FaultRule, role: str, request: EmulatorRequest) -> Emul
         response.body = json.dumps(payload).encode()
         return response
     return graph_error(rule.status, code, message, request, headers)
+
+
+def malformed_csv(body: bytes | Iterable[bytes], fraction: float) -> bytes:
+    """A CSV body with a quote opened at the start of the row `fraction` of the way in."""
+    raw = body if isinstance(body, bytes) else b"".join(body)
+    cut = raw.find(b"\n", int(len(raw) * fraction))
+    if cut < 0:
+        cut = raw.find(b"\n")
+    return raw[: cut + 1] + b'"' + raw[cut + 1 :]
