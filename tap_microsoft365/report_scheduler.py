@@ -55,10 +55,13 @@ from tap_microsoft365.client import (
     MAX_ATTEMPTS_ON_500,
     USER_AGENT,
     correlation,
+    describe_unparsable,
     graph_error_fields,
+    is_html,
     retry_after_seconds,
 )
 from tap_microsoft365.errors import GraphAPIError, PermissionDeniedError
+from tap_microsoft365.retries import clock
 from tap_microsoft365.streams.reports import (
     ConcealedNamesError,
     Parameters,
@@ -602,9 +605,10 @@ class ReportScheduler:
             wait = random.uniform(0.5, 1.0) * min(60.0, 2.0 ** (retries.attempts - 1))
         wait = min(wait, max(0.0, self.max_wait - elapsed))
         self.logger.warning(
-            "%s; retrying in %.1f s (attempt %d of %d)",
+            "%s; waiting %.1f s until %s, then attempt %d of %d",
             exc,
             wait,
+            clock(wait),
             retries.attempts + 1,
             self.max_attempts,
         )
@@ -700,6 +704,11 @@ class ReportScheduler:
             outcome = self._save(job, response, keep)
             outcome.graph_today = graph_today
             return outcome
+        if is_html(response):  # a proxy's page, not Graph's error (its 403 is no permission)
+            page = describe_unparsable(response, job.name)
+            if status in {429, 500, 502, 503, 504}:
+                raise _TransientError(page, response)
+            raise GraphAPIError(page)
         code, message = graph_error_fields(response)
         line = stream._error_line(response, code, message)  # the base stream's format
         if status == 400 and code == "InvalidArgument" and "28 days" in message:

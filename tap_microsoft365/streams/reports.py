@@ -640,22 +640,36 @@ class ReportStream(GraphStream):
         assert delivery.path is not None  # noqa: S101 - checked by the caller
         report_date = delivery.report_date.isoformat()
         with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
-            reader = csv.reader(text)
-            header = next(reader, None)
-            if header is None:
-                return
-            plan = self._plan(header)
-            # Concealment is tenant-wide: the first rows of a file show it, if anywhere.
-            watch = CONCEALMENT_SAMPLE if plan.names and not self.scheduler.concealment_seen else 0
-            for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                record = self._record(plan, row, report_date)
-                if record is None:
-                    continue
-                if watch:
-                    watch = 0 if self._concealed(plan, record) else watch - 1
-                yield record
+            # Strict: a quote that never closes is an error, not a field swallowing the rest.
+            reader = csv.reader(text, strict=True)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    return
+                plan = self._plan(header)
+                # Concealment is tenant-wide: the first rows of a file show it, if anywhere.
+                watch = (
+                    CONCEALMENT_SAMPLE if plan.names and not self.scheduler.concealment_seen else 0
+                )
+                for row in reader:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    record = self._record(plan, row, report_date)
+                    if record is None:
+                        continue
+                    if watch:
+                        watch = 0 if self._concealed(plan, record) else watch - 1
+                    yield record
+            except (csv.Error, UnicodeDecodeError) as exc:
+                what = (
+                    "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "is malformed"
+                )
+                msg = (
+                    f"{self.name}: the CSV file of {self.definition.function} for {report_date} "
+                    f"{what} (line {reader.line_num}: {exc}): it was damaged in transit or by a "
+                    "proxy; run again (the day is not bookmarked, so it is fetched again)"
+                )
+                raise GraphAPIError(msg) from None
         delivery.discard()
 
     def _plan(self, header: list[str]) -> ColumnPlan:

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from .directory import DirectoryService, PagingOptions
-from .faults import FaultInjector, FaultSelection, fault_response
+from .faults import FaultInjector, FaultSelection, fault_response, malformed_csv
 from .http import EmulatorRequest, EmulatorResponse, graph_error
 from .login import AppRegistration, LoginService, TokenStore
 from .product_names import PRODUCT_NAMES_PATH, ProductNamesService
@@ -190,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None and rule.kind == "truncated_json":
             raw = _join(response.body)
             response.body = raw[: max(1, int(len(raw) * rule.fraction))]
+        if rule is not None and rule.kind == "malformed_csv":
+            response.body = malformed_csv(response.body, rule.fraction)
         if rule is not None and rule.kind == "reset_body":
             raw = _join(response.body)
             self._send_head(response, len(raw))
