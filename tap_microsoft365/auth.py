@@ -4,14 +4,24 @@ One `GraphAuthenticator` serves every stream of a run: one MSAL application, one
 one token is fetched and reused until MSAL renews it (MSAL serves a cached token only while more
 than five minutes of its 60-90 minute life remain, so long runs renew before expiry). Token
 failures become one line with Entra ID's AADSTS code, its trace and correlation ids, and the fix.
+
+Passing faults at Entra ID (throttling, 5xx, resets, an AADSTS code documented as transient) are
+retried under the same policy as Graph calls (`retries.py`). MSAL replays a failed token call
+from its HTTP cache instead of asking again (a 400 for 60 s, a 429/5xx for its Retry-After,
+graph-reference 1.6), so a plain retry would only see the same failure again: the tap gives MSAL
+an HTTP client and an HTTP cache of its own, reads the real status and Retry-After through the
+former, and empties the latter before each retry.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import msal
@@ -23,9 +33,15 @@ from singer_sdk.authenticators import APIAuthenticatorBase
 
 from tap_microsoft365 import redaction
 from tap_microsoft365.errors import AuthenticationError, SettingsError
+from tap_microsoft365.retries import (
+    GiveUpError,
+    RetryPolicy,
+    is_unreachable,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from typing_extensions import override
 else:
@@ -97,6 +113,12 @@ _AADSTS_FIXES: dict[int, str] = {
         "consent"
     ),
 }
+
+# AADSTS codes Entra ID documents as transient service errors or throttling (graph-reference
+# 1.5): retried like a 503.
+TRANSIENT_AADSTS = frozenset({90006, 90024, 90033, 90055})
+LOGGER = logging.getLogger("tap-microsoft365")
+T = TypeVar("T")
 
 
 def describe_token_error(result: Mapping[str, Any], authority: str) -> str:
@@ -183,6 +205,83 @@ class ClientCertificate:
         return credential
 
 
+class ProxyPageError(Exception):
+    """The login host answered with a web page (a proxy's or a firewall's), not Entra ID's JSON."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"HTTP {response.status_code} HTML page")
+        self.response = response
+
+
+class EntraHttpClient:
+    """The HTTP client MSAL calls Entra ID through: a `requests` session with a timeout.
+
+    Given to MSAL so that the tap sees what MSAL does not pass on: the status, Retry-After and
+    ids of the last answer (MSAL turns a 5xx into a bare "HTTP Error: 503"). A web page in place
+    of Entra's JSON raises `ProxyPageError` before MSAL tries to parse (and log) it. Being a plain
+    session, it honours HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE like MSAL's own would.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.session = requests.Session()
+        self.timeout = timeout
+        self.last: requests.Response | None = None
+
+    def _done(self, response: requests.Response) -> requests.Response:
+        self.last = response
+        content_type = response.headers.get("Content-Type", "").lower()
+        if "html" in content_type or response.content[:100].lstrip().lower().startswith(
+            (b"<!doctype", b"<html")
+        ):
+            raise ProxyPageError(response)
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        """POST for MSAL (the token endpoint)."""
+        kwargs.setdefault("timeout", self.timeout)
+        return self._done(self.session.post(url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        """GET for MSAL (OpenID configuration, instance discovery)."""
+        kwargs.setdefault("timeout", self.timeout)
+        return self._done(self.session.get(url, **kwargs))
+
+    def close(self) -> None:
+        """Close the session."""
+        self.session.close()
+
+
+def entra_ids(response: requests.Response | None) -> str:
+    """The ids Microsoft support asks for, from an Entra ID answer."""
+    if response is None:
+        return "no answer"
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    trace = body.get("trace_id") or response.headers.get("x-ms-request-id") or "none"
+    correlation = (
+        body.get("correlation_id")
+        or response.headers.get("client-request-id")
+        or response.request.headers.get("client-request-id")
+        or "none"
+    )
+    return f"trace id {trace}, correlation id {correlation}"
+
+
+class _TransientEntraError(Exception):
+    """A failure of Entra ID worth another attempt."""
+
+    def __init__(
+        self, line: str, response: requests.Response | None, *, unreachable: bool = False
+    ) -> None:
+        super().__init__(line)
+        self.response = response
+        self.unreachable = unreachable  # no connection could be made at all
+
+
 class GraphAuthenticator(APIAuthenticatorBase):
     """Adds an app-only Graph bearer token to each request."""
 
@@ -196,6 +295,7 @@ class GraphAuthenticator(APIAuthenticatorBase):
         client_secret: str | None = None,
         client_certificate: ClientCertificate | None = None,
         timeout: float = 60,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
         self.tenant_id = tenant_id
@@ -205,47 +305,60 @@ class GraphAuthenticator(APIAuthenticatorBase):
         self._client_secret = client_secret
         self._client_certificate = client_certificate
         self._timeout = timeout
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._http = EntraHttpClient(timeout)
+        # MSAL's HTTP cache (it replays failed token calls from it): ours, to empty it before a
+        # retry. It holds no token and no secret (MSAL keys it by hashes).
+        self._http_cache: dict[str, Any] = {}
         self._app: msal.ConfidentialClientApplication | None = None
+        self._failure: AuthenticationError | None = None
         self._lock = threading.Lock()
         redaction.register_secret(client_secret)
         if client_certificate:
             redaction.register_secret(client_certificate.password)
 
+    @property
+    def host(self) -> str:
+        """The Entra ID host and port, for messages."""
+        return urlsplit(self.authority).netloc
+
     def _application(self) -> msal.ConfidentialClientApplication:
         """The MSAL application, built on first use: building it fetches the OpenID metadata."""
         if self._app is None:
-            credential: str | dict[str, str] = (
-                self._client_certificate.as_msal_credential()
-                if self._client_certificate
-                else (self._client_secret or "")
-            )
-            host = urlsplit(self.authority).hostname or ""
-            try:
-                self._app = msal.ConfidentialClientApplication(
-                    self.client_id,
-                    client_credential=credential,
-                    authority=self.authority,
-                    # Instance discovery asks login.microsoftonline.com about the host: only
-                    # useful, and only reachable, for Microsoft's own authorities.
-                    instance_discovery=None
-                    if host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
-                    else False,
-                    # MSAL's default is no timeout at all.
-                    timeout=self._timeout,
-                )
-            except ValueError:
-                raise AuthenticationError(self._describe_discovery_failure()) from None
-            except requests.exceptions.RequestException as exc:
-                raise AuthenticationError(self._describe_network_failure(exc)) from None
+            self._app = self._with_retries(self._build_application)
         return self._app
 
-    def _describe_discovery_failure(self) -> str:
-        """MSAL hides the discovery error body; fetch it once to name the AADSTS code."""
-        url = f"{self.authority}/v2.0/.well-known/openid-configuration"
+    def _build_application(self) -> msal.ConfidentialClientApplication:
+        credential: str | dict[str, str] = (
+            self._client_certificate.as_msal_credential()
+            if self._client_certificate
+            else (self._client_secret or "")
+        )
+        host = urlsplit(self.authority).hostname or ""
         try:
-            response = requests.get(url, timeout=self._timeout)
-            body = response.json()
-        except (requests.exceptions.RequestException, ValueError):
+            return msal.ConfidentialClientApplication(
+                self.client_id,
+                client_credential=credential,
+                authority=self.authority,
+                # Instance discovery asks login.microsoftonline.com about the host: only
+                # useful, and only reachable, for Microsoft's own authorities.
+                instance_discovery=None
+                if host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
+                else False,
+                http_client=self._http,
+                http_cache=self._http_cache,
+            )
+        except ValueError:
+            # MSAL could not read the OpenID configuration: Entra ID refused it (an unknown
+            # tenant) or something else answered.
+            raise AuthenticationError(self._describe_discovery_failure()) from None
+
+    def _describe_discovery_failure(self) -> str:
+        """Name the AADSTS code of a refused OpenID configuration (MSAL hides the body)."""
+        response = self._http.last
+        try:
+            body = json.loads(response.content) if response is not None else {}
+        except ValueError:
             body = {}
         if isinstance(body, dict) and body.get("error"):
             return describe_token_error(body, self.authority)
@@ -255,35 +368,116 @@ class GraphAuthenticator(APIAuthenticatorBase):
         )
 
     def _describe_network_failure(self, exc: requests.exceptions.RequestException) -> str:
-        host = urlsplit(self.authority).netloc
         if isinstance(exc, requests.exceptions.SSLError):
             return (
-                f"TLS verification failed for {host}: if a proxy inspects TLS, set "
+                f"TLS verification failed for {self.host}: if a proxy inspects TLS, set "
                 "REQUESTS_CA_BUNDLE to a file with its CA certificate"
             )
         return (
-            f"Cannot reach Entra ID at {host} ({type(exc).__name__}): check the network, "
+            f"Cannot reach Entra ID at {self.host} ({type(exc).__name__}): check the network, "
             "HTTPS_PROXY/NO_PROXY, and the cloud/authority_host settings"
         )
+
+    def _describe_proxy_page(self, response: requests.Response) -> str:
+        return (
+            f"Entra ID at {self.host} answered HTTP {response.status_code} with an HTML page "
+            "instead of its JSON: a proxy or firewall answered, not Entra ID; check "
+            "HTTPS_PROXY/NO_PROXY, or ask the network team to allow the login host"
+        )
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        """Run an MSAL call, retrying Entra ID's passing faults; others become one line."""
+        retries = self._retry_policy.start()
+        while True:
+            self._http.last = None
+            try:
+                return self._classified(call)
+            except _TransientEntraError as exc:
+                response = exc.response
+                retry_after = retry_after_seconds(response)
+                unreachable = exc.unreachable
+                try:
+                    wait = retries.next_wait(
+                        status=response.status_code if response is not None else None,
+                        retry_after=retry_after,
+                        unreachable=unreachable,
+                    )
+                except GiveUpError as give_up:
+                    msg = (
+                        f"{exc} ({give_up})"
+                        if unreachable
+                        else f"{exc} ({entra_ids(response)}): still failing {give_up}; run "
+                        "again later"
+                    )
+                    raise AuthenticationError(msg) from None
+                LOGGER.warning(
+                    "%s (%s); %s",
+                    exc,
+                    entra_ids(response),
+                    retries.describe_wait(wait, retry_after=retry_after is not None),
+                )
+                # Without this MSAL would replay the failure from its cache, not ask again.
+                self._http_cache.clear()
+                time.sleep(wait)
+
+    def _classified(self, call: Callable[[], T]) -> T:
+        """Run an MSAL call once: transient faults raise `_TransientEntraError`, permanent
+        ones `AuthenticationError`; a token error body that is not transient is returned."""
+        try:
+            outcome = call()
+        except ProxyPageError as exc:
+            if exc.response.status_code == 429 or exc.response.status_code >= 500:
+                raise _TransientEntraError(
+                    self._describe_proxy_page(exc.response), exc.response
+                ) from None
+            raise AuthenticationError(self._describe_proxy_page(exc.response)) from None
+        except requests.exceptions.SSLError as exc:
+            raise AuthenticationError(self._describe_network_failure(exc)) from None
+        except requests.exceptions.RequestException as exc:
+            if is_unreachable(exc):
+                line = self._describe_network_failure(exc)
+                raise _TransientEntraError(line, None, unreachable=True) from None
+            line = f"Entra ID at {self.host}: {type(exc).__name__} on the connection"
+            raise _TransientEntraError(line, None) from None
+        except msal.exceptions.MsalServiceError:
+            response = self._http.last  # MSAL raises this for a 5xx
+            status = str(response.status_code) if response is not None else "5xx"
+            line = f"Entra ID at {self.host} answered {status}"
+            raise _TransientEntraError(line, response) from None
+        if isinstance(outcome, dict) and outcome.get("error"):
+            response = self._http.last
+            codes = {int(code) for code in outcome.get("error_codes") or [] if str(code).isdigit()}
+            if (
+                (response is not None and response.status_code == 429)
+                or outcome.get("error") == "temporarily_unavailable"
+                or codes & TRANSIENT_AADSTS
+            ):
+                answered = str(response.status_code) if response is not None else "an error"
+                description = str(outcome.get("error_description") or "").splitlines()
+                line = (
+                    f"Entra ID at {self.host} answered {answered} {outcome.get('error')}: "
+                    f"{description[0].strip() if description else 'no description'}"
+                )
+                raise _TransientEntraError(line, response)
+        return outcome
 
     @property
     def access_token(self) -> str:
         """A valid access token, from MSAL's cache while it has more than 5 minutes to live."""
         with self._lock:
-            app = self._application()
+            if self._failure is not None:  # another stream's call already gave up: so does this
+                raise AuthenticationError(str(self._failure))
             try:
-                result = app.acquire_token_for_client(scopes=self.scopes)
-            except requests.exceptions.RequestException as exc:
-                raise AuthenticationError(self._describe_network_failure(exc)) from None
-            except msal.exceptions.MsalServiceError as exc:
-                msg = (
-                    f"Entra ID failed to issue a token for {self.authority} ({exc.error}): "
-                    "a service fault at Microsoft; run again later"
+                app = self._application()
+                result = self._with_retries(
+                    lambda: app.acquire_token_for_client(scopes=self.scopes)
                 )
-                raise AuthenticationError(msg) from None
-        token = result.get("access_token")
-        if not token:
-            raise AuthenticationError(describe_token_error(result, self.authority))
+                token = result.get("access_token")
+                if not token:
+                    raise AuthenticationError(describe_token_error(result, self.authority))
+            except AuthenticationError as exc:
+                self._failure = exc
+                raise
         redaction.register_secret(token)
         return str(token)
 

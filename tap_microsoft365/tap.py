@@ -19,6 +19,7 @@ from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
 from tap_microsoft365.errors import Microsoft365Error, SettingsError
 from tap_microsoft365.product_names import DEFAULT_CACHE_HOURS, DEFAULT_URL, ProductNameCatalog
 from tap_microsoft365.report_scheduler import ReportScheduler
+from tap_microsoft365.retries import RetryPolicy
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports import report_streams
@@ -219,6 +220,15 @@ class TapMicrosoft365(Tap):
             description="Longest total time, in seconds, spent waiting and retrying one request.",
         ),
         th.Property(
+            "skip_forbidden_streams",
+            th.BooleanType,
+            default=False,
+            title="Skip streams the app may not read",
+            description="When Graph refuses a stream for lack of an application permission "
+            "(403), log one warning naming the permission and carry on with the other streams, "
+            "instead of failing the run (the default).",
+        ),
+        th.Property(
             "concealed_names",
             th.StringType,
             default="warn",
@@ -346,6 +356,7 @@ class TapMicrosoft365(Tap):
             authority_host=self.authority_host,
             graph_url=self.graph_url,
             timeout=float(self.config.get("request_timeout", 300)),
+            retry_policy=RetryPolicy.from_config(self.config),
         )
 
     @cached_property
