@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Install what the demo and the tests need, from nothing but python3 (>= 3.11) and PyPI:
+# Install what the demo and the tests need, from nothing but python3 (>= 3.11) and the package
+# registries:
 #   1. uv, if it is not on PATH (pip-installed into a cache folder outside the repo);
 #   2. .venv with the tap (editable) and the `dev` dependency group (tests, linters, Meltano,
 #      build tools);
-#   3. with --plugins NAME..., those Meltano plugins under .meltano/ (`meltano install`).
-# Re-running is cheap: uv's cache (~/.cache/uv) holds every wheel after the first time.
+#   --postgres: PostgreSQL 15's binaries for the end-to-end tests (apt-get, when running as root
+#      on Debian/Ubuntu and /usr/lib/postgresql/15/bin is missing; the tests start the server);
+#   --plugins NAME...: those Meltano plugins under .meltano/ (`meltano install`).
+# Re-running is cheap: uv's cache (~/.cache/uv) keeps every wheel after the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export UV_PYTHON_DOWNLOADS=never  # use the machine's Python; no network but package registries
+export UV_PYTHON_DOWNLOADS=never  # the machine's own Python; no network but package registries
 
 if ! command -v uv >/dev/null 2>&1; then
   tools="${XDG_CACHE_HOME:-$HOME/.cache}/tap-microsoft365/uv-tool"
@@ -24,6 +27,23 @@ if [ ! -x .venv/bin/python ]; then
   uv venv --quiet --python '>=3.11' .venv
 fi
 uv pip install --quiet --python .venv/bin/python -e . --group dev
+
+if [ "${1:-}" = "--postgres" ]; then
+  shift
+  pg_bin="${POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}"
+  if [ ! -x "$pg_bin/initdb" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing PostgreSQL 15 with apt-get" >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+    else
+      echo "bootstrap: the end-to-end tests need PostgreSQL 15's binaries in $pg_bin:" \
+        "install PostgreSQL 15 or set POSTGRES_BIN_DIR" >&2
+      exit 1
+    fi
+  fi
+fi
 
 if [ "${1:-}" = "--plugins" ]; then
   shift

@@ -181,7 +181,8 @@ def inactive_licensed_users(warehouse: Warehouse) -> None:
     if reported == 0:
         print(
             "  no licensed user matches a report row: the reports conceal user names (Microsoft"
-            " 365 admin center > Settings > Org settings > Reports) so they cannot be joined"
+            " 365 admin center > Settings > Org settings > Services > Reports), so the two"
+            " cannot be joined"
         )
         return
     examples = warehouse.rows(INACTIVE, params, last_active=last_active, then=EXAMPLES)

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# The project's test command (`make test`, run by .ci/run): install, lint, type-check, test,
-# then build the distributions and check their metadata as PyPI will. Stops at the first failure.
+# The project's test command (`make test`, run by .ci/run): install; lint and type-check; build
+# the distributions, check their metadata as PyPI will and run the installed wheel; then every
+# test. Stops at the first failure. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --postgres
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff check" && ruff check .
 echo "== ruff format --check" && ruff format --check .
 echo "== mypy" && mypy
-echo "== pytest" && python -m pytest "$@"
 
-echo "== build + twine check"
-dist="$(mktemp -d)"
-trap 'rm -rf "$dist"' EXIT
-python -m build --installer uv --outdir "$dist" . >"$dist/build.log" 2>&1 || { cat "$dist/build.log"; exit 1; }
-twine check --strict "$dist"/*
+echo "== python -m build, twine check, the wheel installed on its own"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python -m build --installer uv --outdir "$work/dist" . >"$work/build.log" 2>&1 \
+  || { cat "$work/build.log"; exit 1; }
+twine check --strict "$work"/dist/*
+UV_PYTHON_DOWNLOADS=never uv venv --quiet --python .venv/bin/python "$work/venv"
+uv pip install --quiet --python "$work/venv/bin/python" "$work"/dist/*.whl
+"$work/venv/bin/tap-microsoft365" --about --format=json >/dev/null
+"$work/venv/bin/tap-microsoft365" --discover >/dev/null
+echo "wheel installs and runs: $(basename "$work"/dist/*.whl)"
+
+echo "== pytest" && python -m pytest "$@"

@@ -7,6 +7,7 @@ right types, and write secrets set through `meltano config set` to `.env`, never
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -17,10 +18,13 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.meltano_project import ROOT, MeltanoProject
+from tests.graph_emulator import GraphEmulator, Tenant
+from tests.meltano_project import ROOT, MeltanoProject, installed_meltano, settings_env
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+__all__ = ["installed_meltano"]  # the fixture the `meltano config test` checks use
 
 SECRET = "s3cr3t-value-never-in-meltano-yml"
 
@@ -135,3 +139,31 @@ def test_config_set_puts_secrets_in_dotenv_and_the_rest_in_meltano_yml(
     assert f"TAP_MICROSOFT365_CLIENT_SECRET='{SECRET}'" in (project_copy.root / ".env").read_text()
     assert yaml.safe_load(after)["plugins"]["extractors"][0]["config"] == {"page_size": 250}
     assert before.count("\n") + 2 == after.count("\n")  # only `config: {page_size: 250}` added
+
+
+@pytest.mark.parametrize("secret_is_right", [True, False])
+def test_meltano_config_test_checks_the_credentials_against_entra_id(
+    installed_meltano: MeltanoProject, secret_is_right: bool
+) -> None:
+    tenant = Tenant.synthetic(users=20, groups=2, seed=4, today=dt.date(2026, 11, 26))
+    with GraphEmulator(tenant, time_scale=0.005) as emulator:
+        secret = emulator.client_secret if secret_is_right else SECRET
+        env = {
+            **settings_env(emulator.config(client_secret=secret)),
+            "REQUESTS_CA_BUNDLE": emulator.ca_bundle,
+        }
+        completed = installed_meltano.run(
+            "config", "test", "tap-microsoft365", env=env, check=False
+        )
+    output = completed.stdout + completed.stderr
+    assert SECRET not in output
+    assert emulator.client_secret not in output
+    if secret_is_right:
+        assert completed.returncode == 0, output[-3000:]
+        assert "Plugin configuration is valid" in completed.stdout
+    else:
+        assert completed.returncode == 1
+        assert "Plugin configuration is invalid" in output
+        # The tap's one line reaches the operator through Meltano: the code and the fix.
+        assert "AADSTS7000215" in output
+        assert "set client_secret to the secret's Value" in output
