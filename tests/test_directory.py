@@ -24,6 +24,18 @@ def full_sync(emulator: GraphEmulator) -> tuple[SyncResult, list]:
     return result, list(emulator.request_log)
 
 
+def users_stream_requests(log: list) -> list:
+    """The `users` stream's listing pages (license_assignments lists /users with fewer
+    properties: it is told apart by `displayName`, which only `users` selects)."""
+    return [
+        r
+        for r in log
+        if r.role == "graph"
+        and r.path == "/v1.0/users"
+        and "displayName" in r.query.get("$select", "")
+    ]
+
+
 def graph_requests(log: list, path: str) -> list:
     return [r for r in log if r.role == "graph" and r.path.startswith(f"/v1.0{path}")]
 
@@ -51,7 +63,7 @@ def test_users_take_ceil_n_over_999_requests_with_select(
     # An initial round: one delta "now" mark, then the collection listed 999 per page.
     marks = [r for r in log if r.role == "graph" and r.path == "/v1.0/users/delta"]
     assert [m.query.get("$deltatoken") for m in marks] == ["latest"]
-    requests = [r for r in log if r.role == "graph" and r.path == "/v1.0/users"]
+    requests = users_stream_requests(log)
     assert len(requests) == math.ceil(len(emulator.tenant.users) / 999)
     first = requests[0]
     selected = first.query["$select"].split(",")
@@ -73,8 +85,17 @@ def test_skus_and_subscriptions_match_the_tenant(
         emitted = skus[sku["skuId"]]
         assert emitted["prepaidUnits"] == sku["prepaidUnits"]
         assert emitted["consumedUnits"] == sku["consumedUnits"]
-        assert emitted["servicePlans"] == sku["servicePlans"]
-    assert len(graph_requests(log, "/subscribedSkus")) == 1
+        # Graph's plans as Graph sent them, plus Microsoft's friendly name for each.
+        plans = [
+            {k: v for k, v in plan.items() if k != "servicePlanFriendlyName"}
+            for plan in emitted["servicePlans"]
+        ]
+        assert plans == sku["servicePlans"]
+        assert all(plan["servicePlanFriendlyName"] for plan in emitted["servicePlans"])
+    # One for the stream, one for license_assignments (SKU part numbers and plans only).
+    sku_requests = graph_requests(log, "/subscribedSkus")
+    assert len([r for r in sku_requests if "prepaidUnits" in r.query["$select"]]) == 1
+    assert len(sku_requests) == 2
     assert {s["id"] for s in result.records("subscriptions")} == {
         s["id"] for s in emulator.tenant.subscriptions
     }
@@ -115,6 +136,6 @@ def test_page_size_setting_is_honoured(emulator: GraphEmulator) -> None:
     emulator.clear_log()
     result = run_tap(emulator.config(page_size=500, **RECENT_START), ca_bundle=emulator.ca_bundle)
     assert result.exit_code == 0, result.stderr
-    requests = [r for r in emulator.request_log if r.role == "graph" and r.path == "/v1.0/users"]
+    requests = users_stream_requests(emulator.request_log)
     assert len(requests) == math.ceil(len(emulator.tenant.users) / 500)
     assert len(result.records("users")) == len(emulator.tenant.users)
