@@ -79,11 +79,19 @@ def table_counts(warehouse: Warehouse) -> None:
     print_table(("table", "rows", ""), rows)
 
 
+def product_name(warehouse: Warehouse) -> str:
+    """The product's display name where the tap added it (product names file), else its part
+    number."""
+    if "productdisplayname" in warehouse.columns("subscribed_skus"):
+        return "coalesce(productdisplayname, skupartnumber)"
+    return "skupartnumber"
+
+
 def seats(warehouse: Warehouse) -> None:
     """Seats bought (enabled prepaid units) against seats assigned, per product."""
     rows = warehouse.rows(
         """
-        select skupartnumber, capabilitystatus, active, lapsed, consumedunits,
+        select {product}, capabilitystatus, active, lapsed, consumedunits,
                active - consumedunits
         from (
             select *,
@@ -95,7 +103,8 @@ def seats(warehouse: Warehouse) -> None:
             where appliesto = 'User'
         )
         order by consumedunits desc, skupartnumber
-        """
+        """,
+        product=product_name(warehouse),
     )
     print("\nSeats per product (subscribed_skus; lapsed = in warning, suspended or locked out):")
     print_table(("product", "status", "active", "lapsed", "assigned", "unassigned"), rows)
@@ -150,7 +159,7 @@ EXAMPLES = (
     "order by last_active nulls first, userprincipalname limit 8"
 )
 SEATS = (
-    "select s.skupartnumber, count(*) from inactive i, unnest(i.licenses) as l(license) "
+    "select {product}, count(*) from inactive i, unnest(i.licenses) as l(license) "
     'join {s}.subscribed_skus s on s.skuid = l.license."skuId" group by 1 order by 2 desc, 1'
 )
 
@@ -188,9 +197,26 @@ def inactive_licensed_users(warehouse: Warehouse) -> None:
     examples = warehouse.rows(INACTIVE, params, last_active=last_active, then=EXAMPLES)
     print_table(("user", "user principal name", "department", "last active"), examples)
     if warehouse.has("subscribed_skus"):
-        seats = SEATS.format(s=f'"{warehouse.schema}"')
+        seats = SEATS.format(s=f'"{warehouse.schema}"', product=product_name(warehouse))
         held = warehouse.rows(INACTIVE, params, last_active=last_active, then=seats)
         print("  seats they hold: " + ", ".join(f"{sku} {n}" for sku, n in held))
+
+
+ASSIGNMENT_ERRORS = """
+select error, count(*), count(distinct user_id)
+from {s}.license_assignments
+where _sdc_deleted_at is null and coalesce(error, 'None') <> 'None'
+group by error order by 2 desc, error
+"""
+
+
+def assignment_errors(warehouse: Warehouse) -> None:
+    """License assignments that failed (group-based licensing runs out of seats, conflicts)."""
+    rows = warehouse.rows(ASSIGNMENT_ERRORS)
+    total = sum(n for _, n, _ in rows)
+    print(f"\nLicense assignments in error (license_assignments): {total}")
+    if rows:
+        print_table(("error", "assignments", "users"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         seats(warehouse)
     if warehouse.has("users"):
         blocked_but_licensed(warehouse)
+    if warehouse.has("license_assignments"):
+        assignment_errors(warehouse)
     if warehouse.has("users", "office365_active_user_detail"):
         inactive_licensed_users(warehouse)
     elif warehouse.has("users"):

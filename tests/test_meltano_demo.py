@@ -74,8 +74,10 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(
     reports = {name: n for name, n in counts.items() if name.endswith("_detail")}
     assert len(reports) >= 15, sorted(counts)
     assert counts["office365_active_user_detail"] > 0
-    # The glimpse: seats, and licensed users with no activity in 30 days.
     licensed = sum(1 for u in tenant.users.values() if u["assignedLicenses"])
+    assert counts["license_assignments"] >= licensed  # one row per (user, SKU)
+    # The glimpse: seats, assignment errors, licensed users with no activity in 30 days.
+    assert "License assignments in error" in out
     assert f"Licensed users: {licensed};" in out
     assert re.search(rf"no activity in 30 days .*: \d+ of {licensed}\n", out)
     assert "Seats per product" in out
