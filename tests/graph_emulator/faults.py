@@ -231,8 +231,8 @@ class FaultInjector:
 
         - throttling: every 4th Graph request answers 429 with Retry-After: 1.
         - flaky: on Graph, every 7th request 503, every 11th a connection reset, every 13th
-          504, every 17th a proxy's HTML 502, every 19th a 500; every 5th download is cut off
-          by a reset half-way through the body.
+          504, every 17th a proxy's HTML 502, every 19th a 500; from the 4th download on, every
+          3rd is cut off by a reset half-way through the body.
         - token_expiry: access tokens live 3 seconds (expires_in says so: MSAL, which never
           serves a token with under 5 minutes left, fetches one per call); with `tokens` (the
           emulator's TokenStore), every 6th Graph request also finds every token issued so far
@@ -248,7 +248,7 @@ class FaultInjector:
                 self.error(504, every=13, skip=5, times=None),
                 self.html(502, every=17, skip=8, times=None),
                 self.error(500, every=19, skip=2, times=None),
-                self.reset_body(role="download", every=5, skip=1, times=None),
+                self.reset_body(role="download", every=3, skip=1, times=None),
             ]
         if name == "token_expiry":
             rules = [self.token_lifetime(3)]
