@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_microsoft365 import redaction
 from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
@@ -111,6 +113,17 @@ def validate_settings(config: Mapping[str, Any]) -> None:
         if value is not None and (not isinstance(value, int | float | Decimal) or value <= 0):
             msg = f"{setting} {value!r} must be a positive number"
             raise SettingsError(msg)
+    check_start_date(config.get("start_date"))
+
+
+def check_start_date(value: Any) -> None:
+    """start_date must be a day (YYYY-MM-DD, or an ISO date-time whose day is used)."""
+    try:
+        if value is not None:
+            datetime.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        msg = f"start_date {value!r} is not a date: use YYYY-MM-DD, such as 2026-11-01"
+        raise SettingsError(msg) from None
 
 
 class TapMicrosoft365(Tap):
@@ -321,7 +334,13 @@ class TapMicrosoft365(Tap):
         redaction.register_secret(self.config.get("client_certificate_password"))
         if raise_errors:
             validate_settings(self.config)
-        return super()._validate_config(raise_errors=raise_errors)
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            # A setting of the wrong JSON type: one line (exit 2), not the SDK's two (exit 1).
+            problems = "; ".join(str(error) for error in exc.errors) or str(exc)
+            msg = f"invalid settings: {problems}"
+            raise SettingsError(msg) from None
 
     @property
     def cloud(self) -> str:
