@@ -29,7 +29,6 @@ from singer_sdk import RESTStream
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.pagination import BaseHATEOASPaginator
 
-from tap_microsoft365.conform import record_messages
 from tap_microsoft365.errors import (
     AuthenticationError,
     GraphAPIError,
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
     from urllib.parse import ParseResult
 
     from singer_sdk.helpers.types import Context, Record
-    from singer_sdk.singerlib import RecordMessage
     from singer_sdk.streams.rest import HTTPRequest, PageContext
     from typing_extensions import override
 
@@ -300,23 +298,21 @@ class GraphStream(RESTStream[Any]):
         return records
 
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, Any], Any, Any]:
+        # The SDK's `sync` is final, and streams read records in their own ways (delta rounds,
+        # report deliveries): the one place every stream's reading passes through is here.
         try:
-            yield from super().get_records(context)
+            yield from super()._sync_records(context, write_messages=write_messages)
         except PermissionDeniedError as exc:
-            if not self.skip_forbidden(exc):
+            if not self.config.get("skip_forbidden_streams"):
                 raise
-
-    def skip_forbidden(self, error: PermissionDeniedError) -> bool:
-        """With `skip_forbidden_streams`, warn once that this stream is skipped and say True."""
-        if not self.config.get("skip_forbidden_streams"):
-            return False
-        self.logger.warning(
-            "%s: skipped, the app may not read it (skip_forbidden_streams is on): %s",
-            self.name,
-            error,
-        )
-        return True
+            self.logger.warning(
+                "%s: skipped, the app may not read it (skip_forbidden_streams is on): %s",
+                self.name,
+                exc,
+            )
 
     @override
     def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
@@ -451,10 +447,3 @@ class GraphStream(RESTStream[Any]):
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
         return row
-
-    @override
-    def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
-        """The SDK's step (drop deselected properties, conform types, apply stream maps) with
-        the conformance compiled once per schema (conform.py): the SDK's own walk of the schema
-        for every value was two thirds of a users sync's CPU."""
-        yield from record_messages(self, record)

@@ -504,8 +504,14 @@ def test_skip_forbidden_streams_warns_once_per_stream_and_carries_on(
     fresh_emulator: Callable[..., GraphEmulator], discovered: dict[str, Any], names_file: str
 ) -> None:
     emu = fresh_emulator(users=5, groups=1)
-    emu.app.roles = {"Organization.Read.All", "Reports.Read.All"}  # no User/Group/Directory
-    streams = {"organization", "users", "groups", "subscribed_skus"}
+    emu.app.roles = {"Organization.Read.All"}  # no User/Group/Directory/Reports permission
+    skipped_streams = {
+        "users": "User.Read.All",
+        "groups": "Group.Read.All",
+        "license_assignments": "User.Read.All",
+        "office365_active_user_detail": "Reports.Read.All",
+    }
+    streams = {"organization", "subscribed_skus", *skipped_streams}
 
     result = sync(emu, selecting(discovered, streams), names_file, skip_forbidden_streams=True)
 
@@ -513,10 +519,11 @@ def test_skip_forbidden_streams_warns_once_per_stream_and_carries_on(
     assert len(result.records("organization")) == 1
     assert result.records("subscribed_skus")
     skipped = [w for w in warnings(result) if "skipped, the app may not read it" in w]
-    assert len(skipped) == 2, skipped
-    for stream, permission in (("users", "User.Read.All"), ("groups", "Group.Read.All")):
+    assert len(skipped) == len(skipped_streams), skipped
+    for stream, permission in skipped_streams.items():
         (line,) = [w for w in skipped if f"| {stream}: skipped" in w]
-        assert f"the app needs the application permission {permission}" in line
+        assert "the app needs the application permission " in line
+        assert permission in line
         assert "Grant admin consent" in line
         assert not result.records(stream)
     assert "| ERROR" not in result.stderr
