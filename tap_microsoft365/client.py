@@ -366,7 +366,11 @@ class GraphStream(RESTStream[Any]):
             raise AuthenticationError(msg)
         if status == 403:
             raise PermissionDeniedError(self._permission_line(response, code, message))
-        raise GraphAPIError(self._error_line(response, code, message))
+        msg = (
+            f"{self._error_line(response, code, message)}: Graph refused the request as the tap "
+            "made it; report it to tap-microsoft365 with the ids above"
+        )
+        raise GraphAPIError(msg)
 
     def _error_line(self, response: requests.Response, code: str, message: str) -> str:
         what = f"{self.name}: GET {endpoint(response)} answered {response.status_code}"
@@ -436,7 +440,10 @@ class GraphStream(RESTStream[Any]):
 
     def _gave_up_line(self, exc: BaseException, give_up: GiveUpError) -> str:
         if isinstance(exc, RetriableAPIError):
-            return f"{exc}: still failing {give_up}; run again later"
+            return (
+                f"{exc}: still failing {give_up}; run again later (Microsoft 365 admin center > "
+                "Health > Service health shows Graph outages)"
+            )
         host = urlsplit(self.url_base).netloc
         return (
             f"{self.name}: cannot reach Graph at {host} ({type(exc).__name__}) {give_up}: check "

@@ -199,6 +199,16 @@ CASES: dict[str, Case] = {
             "HTTPS_PROXY/NO_PROXY",
         ),
     ),
+    "graph-rejects-request": Case(
+        fault("error", 400, path=ORGANIZATION, code="BadRequest", message="Invalid request."),
+        5,
+        (
+            "organization: GET /v1.0/organization answered 400 BadRequest: Invalid request. "
+            "(request-id ",
+            "client-request-id ",
+            "report it to tap-microsoft365 with the ids above",
+        ),
+    ),
     "proxy-html-page": Case(
         fault("html", 200, path=ORGANIZATION),
         5,
