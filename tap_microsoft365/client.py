@@ -436,7 +436,11 @@ class GraphStream(RESTStream[Any]):
 
     def _network_line(self, exc: BaseException, request: requests.PreparedRequest) -> str:
         path = urlsplit(request.url or "").path
-        return f"{self.name}: GET {path} failed on the connection ({type(exc).__name__})"
+        sent = request.headers.get("client-request-id", "none")
+        return (
+            f"{self.name}: GET {path} failed on the connection ({type(exc).__name__}, no "
+            f"answer, client-request-id {sent})"
+        )
 
     def _gave_up_line(self, exc: BaseException, give_up: GiveUpError) -> str:
         if isinstance(exc, RetriableAPIError):
