@@ -29,6 +29,7 @@ from singer_sdk import RESTStream
 from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.pagination import BaseHATEOASPaginator
 
+from tap_microsoft365.conform import record_messages
 from tap_microsoft365.errors import (
     AuthenticationError,
     GraphAPIError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from urllib.parse import ParseResult
 
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.singerlib import RecordMessage
     from singer_sdk.streams.rest import HTTPRequest, PageContext
     from typing_extensions import override
 
@@ -213,6 +215,9 @@ class GraphStream(RESTStream[Any]):
     supports_top: ClassVar[bool] = True
     # Whether to send `$select` with the schema's properties (Graph returns fewer by default).
     select_from_schema: ClassVar[bool] = True
+    # Whether records hold only JSON values (as parsed from Graph's JSON): conform.py then
+    # skips the properties whose JSON values the SDK's type conformance never changes.
+    records_are_json: ClassVar[bool] = True
 
     @property
     def tap(self) -> TapMicrosoft365:
@@ -458,3 +463,10 @@ class GraphStream(RESTStream[Any]):
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
         return row
+
+    @override
+    def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
+        """The SDK's step (drop deselected properties, conform types, apply stream maps) with
+        the conformance compiled once per schema (conform.py): the SDK's own walk of the schema
+        for every value was two thirds of a users sync's CPU."""
+        yield from record_messages(self, record)
