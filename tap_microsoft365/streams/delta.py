@@ -387,4 +387,8 @@ class DeltaStream(GraphStream):
             return record
         # Complete records: a property Graph omits was never set (or is not selected), so null
         # is its value; an upserting target then never keeps a stale one.
+        if row.keys() <= properties.keys():  # the usual case, built without a Python loop
+            record = dict.fromkeys(properties)
+            record.update(row)
+            return record
         return {name: row.get(name) for name in properties}

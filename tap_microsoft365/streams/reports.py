@@ -28,6 +28,7 @@ import gzip
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
@@ -440,6 +441,9 @@ class BadCell(ValueError):  # noqa: N818 - a signal, caught next to where it is 
     """A cell that does not hold its column's type."""
 
 
+# Cells repeat (a day, True/False, small counts): converting each distinct text once makes the
+# conversion a dictionary look-up for most cells. A BadCell is raised again, never cached.
+@lru_cache(maxsize=4096)
 def _to_date(cell: str) -> str:
     match = _DATE.match(cell)
     if not match:
@@ -447,6 +451,7 @@ def _to_date(cell: str) -> str:
     return match.group(1)
 
 
+@lru_cache(maxsize=64)
 def _to_boolean(cell: str) -> bool:
     folded = cell.lower()
     if folded in _TRUE:
@@ -456,6 +461,7 @@ def _to_boolean(cell: str) -> bool:
     raise BadCell(cell)
 
 
+@lru_cache(maxsize=4096)
 def _to_integer(cell: str) -> int:
     try:
         return int(cell)
