@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tap_microsoft365.client import USER_AGENT
+from tap_microsoft365.retries import GiveUpError, RetryPolicy, is_unreachable, retry_after_seconds
 
 if TYPE_CHECKING:
     import logging
@@ -62,6 +63,8 @@ COLUMNS = (
     "Service_Plans_Included_Friendly_Names",
 )
 CONNECT_TIMEOUT_SECONDS = 10.0
+# Tried once more after a passing fault: the names are a convenience, a run must not wait long.
+DOWNLOAD_RETRIES = RetryPolicy(max_attempts=2, max_wait_seconds=60)
 READ_TIMEOUT_SECONDS = 60.0
 _SPACES = re.compile(r"\s+")  # str's white space includes NBSP, tabs, and the like
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
@@ -316,7 +319,7 @@ class ProductNameCatalog:
             return kept
         host = urlsplit(url).netloc or url
         try:
-            body = download(url)
+            body = self._download_with_retries(url, host)
             names = ProductNames.parse(read_text(body), host)
         except (requests.RequestException, ProductNamesUnavailableError) as exc:
             why = describe_failure(exc, host)
@@ -335,6 +338,36 @@ class ProductNameCatalog:
         self._store(cached, body)
         self.logger.info("Product names: %d products downloaded from %s", len(names.products), host)
         return names
+
+    def _download_with_retries(self, url: str, host: str) -> bytes:
+        """`download`, tried again after throttling or a passing fault (logged at INFO: the one
+        warning is for names that cannot be had at all)."""
+        retries = DOWNLOAD_RETRIES.start()
+        while True:
+            try:
+                return download(url)
+            except requests.RequestException as exc:
+                response = exc.response if isinstance(exc, requests.HTTPError) else None
+                status = response.status_code if response is not None else None
+                if status is not None and status != 429 and status < 500:
+                    raise
+                try:
+                    wait = retries.next_wait(
+                        status=status,
+                        retry_after=retry_after_seconds(response),
+                        unreachable=is_unreachable(exc),
+                    )
+                except GiveUpError:
+                    raise exc from None
+                self.logger.info(
+                    "Product names: the download from %s failed (%s); %s",
+                    host,
+                    describe_failure(exc, host),
+                    retries.describe_wait(
+                        wait, retry_after=retry_after_seconds(response) is not None
+                    ),
+                )
+                time.sleep(wait)
 
     def _store(self, cached: Path, body: bytes) -> None:
         """Keep the download for later runs (a cache that cannot be written costs a download)."""

@@ -429,13 +429,16 @@ def test_names_come_from_the_file_once_per_run_cached_without_the_graph_token(
     old = time.time() - 8 * 24 * 3600
     os.utime(cached, (old, old))
     stale = sync(emu, catalog)
-    assert emu.product_names.downloads == 2
+    assert emu.product_names.downloads == 3  # the failed download is tried once more
     assert len(product_lines(stale)) == 1, product_lines(stale)
     assert "using the copy cached" in product_lines(stale)[0]
     assert stale.records("subscribed_skus") == skus
     emu.product_names.status = 200
-    sync(emu, catalog)
-    assert emu.product_names.downloads == 3
+    emu.product_names.fail_next = 1  # a passing fault: tried again, names as usual
+    refreshed = sync(emu, catalog)
+    assert emu.product_names.downloads == 5
+    assert not product_lines(refreshed)
+    assert refreshed.records("subscribed_skus") == skus
     assert cached.stat().st_mtime > old + 24 * 3600
     assert list(cache.iterdir()) == [cached]  # no temporary file left behind
 

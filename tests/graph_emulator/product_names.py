@@ -205,6 +205,7 @@ class ProductNamesService:
     """Answers `GET <PRODUCT_NAMES_PATH>` on the download host."""
 
     status: int = 200
+    fail_next: int = 0  # answer 503 to this many requests first (a passing fault)
     body: bytes | None = None
     omitted_skus: set[str] = field(default_factory=set)
     requests: list[ProductNamesRequest] = field(default_factory=list)
@@ -218,9 +219,14 @@ class ProductNamesService:
             )
         if request.method not in ("GET", "HEAD"):
             return EmulatorResponse(405, {"Content-Type": "text/plain"}, b"Method Not Allowed")
-        if self.status != 200:
+        status = self.status
+        with self._lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                status = 503
+        if status != 200:
             return EmulatorResponse(
-                self.status, {"Content-Type": "text/html"}, b"<html><body>Error</body></html>"
+                status, {"Content-Type": "text/html"}, b"<html><body>Error</body></html>"
             )
         body = self.body if self.body is not None else render(frozenset(self.omitted_skus))
         return EmulatorResponse(
