@@ -1,0 +1,577 @@
+"""The benchmark: requests, records/s, memory and report pacing against the Graph emulator.
+
+    python -m bench            # ~10 minutes: a 100,000-user tenant, 100,000-row reports
+    python -m bench --quick    # ~2 minutes: a 10,000-user tenant, 10,000-row reports
+
+Starts the emulator as its own process (bench/emulator.py), runs the tap (`python -m
+tap_microsoft365`) and a raw `requests` baseline (bench/baseline.py) as subprocesses, and
+measures each run: wall time, CPU time and peak RSS of the process (from wait4), records and
+records/s per stream (from the Singer lines, as they arrive), and the HTTP requests the
+emulator received, by endpoint. Prints the tables with a PASS/FAIL line per target and writes
+them to bench/results/ (git-ignored). Benchmarks are not tests: nothing here fails a build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from tap_microsoft365.streams.reports import REPORTS
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TAP = [sys.executable, "-m", "tap_microsoft365"]
+RECORD_PREFIX = b'{"type":"RECORD","stream":"'
+RAW_RECORD_PREFIX = b'{"type": "RECORD", "stream": "'
+DELTA_STREAMS = ("users", "groups")
+PAGE = 999
+REPORT = ("office365_active_user_detail", "getOffice365ActiveUserDetail")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one benchmark run builds."""
+
+    users: int
+    groups: int
+    report_rows: int
+    small_users: int  # the tenant memory growth is compared against
+    small_groups: int
+    window_seconds: float  # Graph's 10-minute report window, time-scaled
+    latency: float = 0.15
+    report_people: int = 1000  # real users behind each report (the rest is extra_rows)
+    pacing_people: int = 100  # smaller reports for the 28-day backfill
+
+
+FULL = Sizes(100_000, 10_000, 100_000, 10_000, 1_000, window_seconds=60.0)
+QUICK = Sizes(10_000, 1_000, 10_000, 1_000, 100, window_seconds=30.0, report_people=500)
+
+
+@dataclass
+class Run:
+    """One subprocess run and what it emitted."""
+
+    label: str
+    wall: float = 0.0
+    cpu: float = 0.0
+    max_rss_mb: float = 0.0
+    exit_code: int = 0
+    records: dict[str, int] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)  # SCHEMA (stream start)
+    last: dict[str, float] = field(default_factory=dict)  # last RECORD
+    state: dict[str, Any] | None = None
+    requests: dict[str, Any] = field(default_factory=dict)
+    stderr_tail: str = ""
+
+    @property
+    def total_records(self) -> int:
+        return sum(self.records.values())
+
+    def stream_wall(self, stream: str) -> float | None:
+        if stream not in self.last:
+            return None
+        return self.last[stream] - self.started.get(stream, 0.0)
+
+    def rate(self) -> float:
+        return self.total_records / self.wall if self.wall else 0.0
+
+
+class Emulator:
+    """bench/emulator.py in its own process."""
+
+    def __init__(self, *, users: int, groups: int, extra_rows: int, people: int, scale: float):
+        self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-"))
+        self.config_path = self.folder / "emulator.json"
+        command = [
+            sys.executable,
+            "-m",
+            "bench.emulator",
+            f"--users={users}",
+            f"--groups={groups}",
+            f"--extra-rows={extra_rows}",
+            f"--report-people={people}",
+            f"--time-scale={scale}",
+            f"--config-out={self.config_path}",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdin is not None
+        self.ready = json.loads(self.process.stdout.readline())
+        config = json.loads(self.config_path.read_text())
+        self.ca_bundle = config.pop("ca_bundle")
+        self.config = config
+
+    def command(self, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return answer
+
+    def requests(self) -> dict[str, Any]:
+        """The requests since the last call, by endpoint (the log is cleared)."""
+        return self.command(cmd="log")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.write('{"cmd": "quit"}\n')
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+def child_env(ca_bundle: str | None = None) -> dict[str, str]:
+    """The subprocesses' environment: no TAP_MICROSOFT365_* settings, and Python's defaults for
+    buffering and bytecode (a shell may set PYTHONUNBUFFERED/PYTHONDONTWRITEBYTECODE, which
+    would make both the tap and the baseline pay a write per line and a recompile per run)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TAP_MICROSOFT365_")
+        and key not in {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    if ca_bundle:
+        env["REQUESTS_CA_BUNDLE"] = ca_bundle
+    return env
+
+
+def _read_messages(stream: IO[bytes], run: Run, t0: float, raw: bool) -> None:
+    """Count RECORD lines per stream as they arrive; note stream starts and the last STATE."""
+    prefix = RAW_RECORD_PREFIX if raw else RECORD_PREFIX
+    start = len(prefix)
+    records = run.records
+    last = run.last
+    state_line = None
+    for line in stream:
+        if line.startswith(prefix):
+            name = line[start : line.index(b'"', start)].decode()
+            records[name] = records.get(name, 0) + 1
+            last[name] = time.monotonic() - t0
+        elif line.startswith(b'{"type":"SCHEMA"'):
+            name = json.loads(line)["stream"]
+            run.started.setdefault(name, time.monotonic() - t0)
+        elif line.startswith(b'{"type":"STATE"'):
+            state_line = line
+    if state_line is not None:
+        run.state = json.loads(state_line)["value"]
+
+
+def run_process(label: str, command: list[str], ca_bundle: str, *, raw: bool = False) -> Run:
+    """Run one tap or baseline process to its end and measure it."""
+    run = Run(label)
+    with tempfile.TemporaryFile() as stderr:
+        t0 = time.monotonic()
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=child_env(ca_bundle),
+            bufsize=1 << 20,
+        )
+        assert process.stdout is not None
+        reader = threading.Thread(target=_read_messages, args=(process.stdout, run, t0, raw))
+        reader.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        run.wall = time.monotonic() - t0
+        process.returncode = run.exit_code = os.waitstatus_to_exitcode(status)
+        reader.join()
+        process.stdout.close()
+        run.cpu = usage.ru_utime + usage.ru_stime
+        run.max_rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
+        stderr.seek(0)
+        run.stderr_tail = stderr.read().decode(errors="replace")[-3000:]
+    if run.exit_code != 0:
+        print(f"!! {label} exited {run.exit_code}:\n{run.stderr_tail}", file=sys.stderr)
+    return run
+
+
+class Bench:
+    """The scenarios, in order, and the lines of the results."""
+
+    def __init__(self, sizes: Sizes, quick: bool) -> None:
+        self.sizes = sizes
+        self.quick = quick
+        self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-run-"))
+        self.lines: list[str] = []
+        self.targets: list[tuple[bool, str]] = []
+        self.catalog: dict[str, Any] | None = None
+        self.data: dict[str, Any] = {"sizes": sizes.__dict__, "runs": {}}
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def say(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def target(self, ok: bool, text: str) -> None:
+        self.targets.append((ok, text))
+        self.say(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+    def catalog_selecting(self, streams: set[str] | None, emulator: Emulator) -> Path:
+        if self.catalog is None:
+            discovered = subprocess.run(
+                [*TAP, "--discover"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+                env=child_env(emulator.ca_bundle),
+            )
+            self.catalog = json.loads(discovered.stdout)
+        for entry in self.catalog["streams"]:
+            for metadata in entry["metadata"]:
+                if metadata["breadcrumb"] == []:
+                    chosen = streams is None or entry["tap_stream_id"] in streams
+                    metadata["metadata"]["selected"] = chosen
+        path = self.folder / f"catalog-{len(list(self.folder.iterdir()))}.json"
+        path.write_text(json.dumps(self.catalog))
+        return path
+
+    def tap(
+        self,
+        label: str,
+        emulator: Emulator,
+        streams: set[str] | None,
+        *,
+        settings: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> Run:
+        config = {**emulator.config, **(settings or {})}
+        config_path = self.folder / f"config-{label}.json"
+        config_path.write_text(json.dumps(config))
+        command = [*TAP, "--config", str(config_path)]
+        command += ["--catalog", str(self.catalog_selecting(streams, emulator))]
+        if state is not None:
+            state_path = self.folder / f"state-{label}.json"
+            state_path.write_text(json.dumps(state))
+            command += ["--state", str(state_path)]
+        emulator.requests()  # forget earlier requests
+        run = run_process(label, command, emulator.ca_bundle)
+        run.requests = emulator.requests()
+        self.data["runs"][label] = run.__dict__ | {"state": None}
+        return run
+
+    def baseline(self, label: str, emulator: Emulator, *args: str) -> Run:
+        config_path = self.folder / "baseline.json"
+        config_path.write_text(json.dumps(emulator.config))
+        command = [sys.executable, "-m", "bench.baseline", str(config_path), *args]
+        emulator.requests()
+        run = run_process(label, command, emulator.ca_bundle, raw=True)
+        run.requests = emulator.requests()
+        self.data["runs"][label] = run.__dict__ | {"state": None}
+        return run
+
+    # -- tables --------------------------------------------------------------------------
+
+    def run_table(self, title: str, runs: list[Run]) -> None:
+        self.say(f"\n### {title}\n")
+        self.say("| run | records | wall s | records/s | CPU s | peak RSS MB | requests |")
+        self.say("|---|---:|---:|---:|---:|---:|---:|")
+        for run in runs:
+            self.say(
+                f"| {run.label} | {run.total_records:,} | {run.wall:.1f} | {run.rate():,.0f} | "
+                f"{run.cpu:.1f} | {run.max_rss_mb:.0f} | {run.requests.get('total', 0):,} |"
+            )
+
+    def stream_table(self, run: Run) -> None:
+        self.say(f"\n### Per stream: {run.label}\n")
+        self.say("| stream | records | wall s (schema to last record) | records/s |")
+        self.say("|---|---:|---:|---:|")
+        for name in sorted(run.records, key=lambda n: run.started.get(n, 0.0)):
+            wall = run.stream_wall(name) or 0.0
+            rate = run.records[name] / wall if wall > 0 else 0.0
+            self.say(f"| {name} | {run.records[name]:,} | {wall:.1f} | {rate:,.0f} |")
+        self.say(f"| **whole sync** | {run.total_records:,} | {run.wall:.1f} | {run.rate():,.0f} |")
+
+    def request_table(self, run: Run) -> None:
+        self.say(f"\n### HTTP requests by endpoint: {run.label}\n")
+        self.say("| endpoint | requests |")
+        self.say("|---|---:|")
+        for name, count in run.requests.get("by_endpoint", {}).items():
+            self.say(f"| `{name}` | {count:,} |")
+        self.say(f"| **total** | {run.requests.get('total', 0):,} |")
+
+    # -- scenarios -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        s = self.sizes
+        self.say(f"# tap-microsoft365 benchmark ({'quick' if self.quick else 'full'})\n")
+        self.say(machine_line())
+        self.say(
+            f"Tenant: {s.users:,} users, {s.groups:,} groups; reports of {s.report_rows:,}+ rows "
+            f"(emulator extra_rows); latency runs: {s.latency * 1000:.0f} ms per request; "
+            f"report window time-scaled to {s.window_seconds:.0f} s (Graph: 600 s)."
+        )
+        big = Emulator(
+            users=s.users,
+            groups=s.groups,
+            extra_rows=s.report_rows,
+            people=s.report_people,
+            scale=1.0,
+        )
+        try:
+            refresh = big.ready["refresh_date"]
+            one_day = {"start_date": refresh}
+            # Warm-up: compile and cache the tap's bytecode (not measured).
+            subprocess.run(
+                [*TAP, "--about"], cwd=ROOT, capture_output=True, env=child_env(), check=False
+            )
+            full = self.zero_latency(big, one_day)
+            self.with_latency(big, one_day)
+        finally:
+            big.stop()
+        small = Emulator(
+            users=s.small_users,
+            groups=s.small_groups,
+            extra_rows=s.report_rows,
+            people=s.report_people,
+            scale=s.window_seconds / 600,
+        )
+        try:
+            self.memory_growth(small, full, {"start_date": small.ready["refresh_date"]})
+            self.pacing(small)
+        finally:
+            small.stop()
+
+    def zero_latency(self, emulator: Emulator, one_day: dict[str, Any]) -> Run:
+        s = self.sizes
+        raw_users = self.baseline("raw users", emulator, "users")
+        users = self.tap("tap users", emulator, {"users"})
+        groups = self.tap("tap groups", emulator, {"groups"})
+        raw_report = self.baseline(
+            "raw report", emulator, "report", REPORT[1], one_day["start_date"]
+        )
+        report = self.tap("tap report", emulator, {REPORT[0]}, settings=one_day)
+        full = self.tap("tap whole sync", emulator, None, settings=one_day)
+        incremental = self.tap(
+            "tap incremental (unchanged tenant)", emulator, None, settings=one_day, state=full.state
+        )
+        self.run_table(
+            "Zero latency (CPU cost)",
+            [raw_users, users, groups, raw_report, report, full, incremental],
+        )
+        self.stream_table(full)
+        self.request_table(users)
+        self.request_table(full)
+        self.request_table(incremental)
+        self.say("\n### Targets\n")
+        by_users = users.requests["by_endpoint"]
+        by_groups = groups.requests["by_endpoint"]
+        self.target(
+            by_users.get("graph /v1.0/users", 0) == math.ceil(users.records["users"] / PAGE),
+            f"users initial round: {by_users.get('graph /v1.0/users', 0)} pages of /users for "
+            f"{users.records.get('users', 0):,} users (ceil(N/999) = "
+            f"{math.ceil(users.records.get('users', 0) / PAGE)}), plus 1 $deltatoken=latest "
+            "and 1 $count",
+        )
+        self.target(
+            by_groups.get("graph /v1.0/groups", 0) == math.ceil(groups.records["groups"] / PAGE),
+            f"groups initial round: {by_groups.get('graph /v1.0/groups', 0)} pages for "
+            f"{groups.records.get('groups', 0):,} groups (ceil(N/999) = "
+            f"{math.ceil(groups.records.get('groups', 0) / PAGE)})",
+        )
+        per_object = per_object_calls(full.requests["by_endpoint"])
+        self.target(
+            not per_object,
+            f"no per-user or per-group calls in a whole sync ({sum(per_object.values())} found)",
+        )
+        by_incremental = incremental.requests["by_endpoint"]
+        delta = {name: by_incremental.get(f"graph /v1.0/{name}/delta", 0) for name in DELTA_STREAMS}
+        self.target(
+            all(count == 1 for count in delta.values())
+            and incremental.records.get("users", 0) == 0
+            and incremental.records.get("groups", 0) == 0,
+            f"incremental run on an unchanged tenant: {delta} delta requests, "
+            f"{incremental.records.get('users', 0)} users and "
+            f"{incremental.records.get('groups', 0)} groups re-sent",
+        )
+        date_calls = sum(
+            count for name, count in by_incremental.items() if name.endswith("(date=…)")
+        )
+        probes = sum(count for name, count in by_incremental.items() if name.endswith("(period=…)"))
+        self.target(
+            date_calls == 0,
+            f"incremental run: {date_calls} report calls for days (all delivered); "
+            f"{probes} period='D7' calls (one per report: how far Graph has processed)",
+        )
+        ratio_users = users.rate() / raw_users.rate() if raw_users.rate() else 0.0
+        ratio_report = report.rate() / raw_report.rate() if raw_report.rate() else 0.0
+        cpu_users = (raw_users.cpu / raw_users.total_records) / (users.cpu / users.total_records)
+        cpu_report = (raw_report.cpu / raw_report.total_records) / (
+            report.cpu / report.total_records
+        )
+        self.target(
+            ratio_users >= 0.8,
+            f"users records/s = {ratio_users:.2f}x the raw baseline (target >= 0.8x); per CPU "
+            f"second {cpu_users:.2f}x",
+        )
+        self.target(
+            ratio_report >= 0.8,
+            f"large report ({report.total_records:,} rows) records/s = {ratio_report:.2f}x the "
+            f"raw baseline (target >= 0.8x); per CPU second {cpu_report:.2f}x",
+        )
+        self.target(
+            full.max_rss_mb < 200,
+            f"peak RSS of a whole sync ({s.users:,} users, {s.report_rows:,}-row reports): "
+            f"{full.max_rss_mb:.0f} MB (target < 200 MB)",
+        )
+        return full
+
+    def with_latency(self, emulator: Emulator, one_day: dict[str, Any]) -> None:
+        latency = self.sizes.latency
+        emulator.command(cmd="set", latency=latency)
+        try:
+            raw_users = self.baseline("raw users (latency)", emulator, "users")
+            users = self.tap("tap users (latency)", emulator, {"users"})
+            full = self.tap("tap whole sync (latency)", emulator, None, settings=one_day)
+        finally:
+            emulator.command(cmd="set", latency=0)
+        self.run_table(
+            f"Simulated latency: {latency * 1000:.0f} ms per request", [raw_users, users, full]
+        )
+        self.stream_table(full)
+        ratio = users.rate() / raw_users.rate() if raw_users.rate() else 0.0
+        self.say(f"\nusers records/s with latency = {ratio:.2f}x the raw baseline")
+
+    def memory_growth(self, emulator: Emulator, big: Run, one_day: dict[str, Any]) -> None:
+        s = self.sizes
+        small = self.tap("tap whole sync (small tenant)", emulator, None, settings=one_day)
+        self.run_table(
+            f"Memory: {s.small_users:,} users vs {s.users:,} users (same report sizes)",
+            [small, big],
+        )
+        growth = (big.max_rss_mb - small.max_rss_mb) / small.max_rss_mb if small.max_rss_mb else 0
+        self.say("")
+        self.target(
+            growth < 0.2,
+            f"peak RSS {small.max_rss_mb:.0f} MB at {s.small_users:,} users -> "
+            f"{big.max_rss_mb:.0f} MB at {s.users:,} users: {growth:+.0%} (target < +20%)",
+        )
+
+    def pacing(self, emulator: Emulator) -> None:
+        s = self.sizes
+        window = s.window_seconds
+        emulator.command(cmd="set", latency=s.latency, extra_rows=0, report_people=s.pacing_people)
+        reports = {definition.name for definition in REPORTS}
+        try:
+            run = self.tap("tap 28-day report backfill", emulator, reports)
+        finally:
+            emulator.command(cmd="set", latency=0)
+        calls = run.requests.get("report_calls", {})
+        most = max((len(times) for times in calls.values()), default=0)
+        bound = math.floor((most - 1) / 14) * window if most else 0.0
+        self.run_table(
+            f"Report pacing: 28-day backfill of {len(calls)} reports, {window:.0f} s window "
+            f"(14 calls per window per report), {s.latency * 1000:.0f} ms latency",
+            [run],
+        )
+        self.stream_table(run)
+        self.say("")
+        self.say(
+            "| report | calls | first call s | last call s |\n|---|---:|---:|---:|",
+        )
+        first = min((min(times) for times in calls.values() if times), default=0.0)
+        for name, times in sorted(calls.items()):
+            self.say(
+                f"| {name} | {len(times)} | {min(times) - first:.1f} | {max(times) - first:.1f} |"
+            )
+        self.say("")
+        ratio = run.wall / bound if bound else float("inf")
+        self.target(
+            bound > 0 and ratio <= 1.25,
+            f"28-day backfill of {len(calls)} reports took {run.wall:.1f} s; the limit's lower "
+            f"bound for {most} calls per report is {bound:.0f} s (floor((calls-1)/14) windows): "
+            f"{ratio:.2f}x (target <= 1.25x)",
+        )
+
+    def write(self) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        kind = "quick" if self.quick else "full"
+        path = RESULTS / f"bench-{kind}-{stamp}.md"
+        path.write_text("\n".join(self.lines) + "\n")
+        (RESULTS / f"bench-{kind}-{stamp}.json").write_text(
+            json.dumps(self.data, indent=1, default=str)
+        )
+        return path
+
+
+def per_object_calls(by_endpoint: dict[str, int]) -> dict[str, int]:
+    """Requests addressed to one user or group (`/users/{id}/...`, `/groups/{id}/...`)."""
+    allowed = {
+        f"graph /v1.0/{kind}{suffix}"
+        for kind in ("users", "groups")
+        for suffix in ("", "/delta", "/$count")
+    }
+    return {
+        name: count
+        for name, count in by_endpoint.items()
+        if name.startswith(("graph /v1.0/users/", "graph /v1.0/groups/")) and name not in allowed
+    }
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    load = ""
+    with contextlib.suppress(OSError):
+        load = f", load average {os.getloadavg()[0]:.1f} at start"
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} CPUs{memory}{load}; Python {platform.python_version()}"
+        f" on {platform.system()} {platform.release()}."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller tenant, about 2 minutes")
+    args = parser.parse_args(argv)
+    bench = Bench(QUICK if args.quick else FULL, args.quick)
+    started = time.monotonic()
+    bench.run()
+    failed = sum(1 for ok, _ in bench.targets if not ok)
+    bench.say(
+        f"\n{len(bench.targets) - failed} of {len(bench.targets)} targets met; "
+        f"benchmark took {time.monotonic() - started:.0f} s."
+    )
+    path = bench.write()
+    print(f"Written to {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
