@@ -273,12 +273,9 @@ class DeltaStream(GraphStream):
             self.logger.info(
                 "%s: initial round (every object), table version %d", self.name, version
             )
-            if previous_version is None:
-                # First round this state knows of (first run, or state ignored by a full
-                # refresh): announce the version up front, as Singer taps do on a first full
-                # sync. Later full rounds announce it only at their end, so a target never
-                # retires the whole table while a round is still running.
-                self._write_activate_version_message(version)
+            # The version is announced only at the end of the round: announced up front (as
+            # some Singer taps do on a first sync), a full refresh that then failed would have
+            # let SDK targets retire the whole table until the next successful run.
         else:
             # Incremental records carry the version of the snapshot they amend, older than the
             # next initial round's, so that round's ACTIVATE_VERSION retires them if not re-sent.
