@@ -39,3 +39,9 @@ class GraphAPIError(Microsoft365Error, FatalAPIError):
     """Graph (or something in front of it) answered with an error the tap cannot recover from."""
 
     exit_code = 5
+
+
+class ConcealedNamesError(Microsoft365Error):
+    """Usage reports conceal user, group and site names and `concealed_names` is `error`."""
+
+    exit_code = 6

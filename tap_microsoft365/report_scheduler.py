@@ -60,10 +60,9 @@ from tap_microsoft365.client import (
     is_html,
     retry_after_seconds,
 )
-from tap_microsoft365.errors import GraphAPIError, PermissionDeniedError
+from tap_microsoft365.errors import ConcealedNamesError, GraphAPIError, PermissionDeniedError
 from tap_microsoft365.retries import clock
 from tap_microsoft365.streams.reports import (
-    ConcealedNamesError,
     Parameters,
     ReportStream,
     describe_concealment,

@@ -35,7 +35,7 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_microsoft365.client import GraphStream
-from tap_microsoft365.errors import GraphAPIError, Microsoft365Error
+from tap_microsoft365.errors import GraphAPIError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -502,12 +502,6 @@ CONCEALED_SETTING = (
     'Microsoft 365 admin center > Settings > Org settings > Services > Reports: "Display '
     'concealed user, group, and site names in all reports"'
 )
-
-
-class ConcealedNamesError(Microsoft365Error):
-    """The reports conceal names and the settings require real ones."""
-
-    exit_code = 6
 
 
 class ColumnPlan:
