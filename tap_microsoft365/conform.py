@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from singer_sdk import Stream
+    from singer_sdk.mapper import StreamMap
 
 # Types JSON decoding and CSV parsing produce, which the SDK's conformance returns unchanged
 # (exclusive booleans aside).
@@ -258,22 +259,22 @@ def _selects_everything(stream: Stream) -> bool:
     return full
 
 
-def _straight_to_writer(stream: Stream) -> bool:
-    """Whether the stream's records hold only JSON values (it says so) and reach the writer
-    unchanged (no stream map, no flattening): a NaN then becomes null there, as the SDK's
-    conformance would have made it."""
-    cached: tuple[Any, bool] | None = getattr(stream, "_tap_straight", None)
+def _default_map(stream: Stream) -> StreamMap | None:
+    """The stream's only map when it passes records through unchanged (no stream maps
+    configured, no flattening), else None."""
+    cached: tuple[Any, StreamMap | None] | None = getattr(stream, "_tap_default_map", None)
     maps = stream.stream_maps
     if cached is not None and cached[0] is maps:
         return cached[1]
-    straight = (
-        bool(getattr(stream, "records_are_json", False))
-        and len(maps) == 1
+    only = (
+        maps[0]
+        if len(maps) == 1
         and type(maps[0]) is SameRecordTransform
         and not maps[0].flattening_enabled
+        else None
     )
-    stream.__dict__["_tap_straight"] = (maps, straight)
-    return straight
+    stream.__dict__["_tap_default_map"] = (maps, only)
+    return only
 
 
 def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.RecordMessage]:
@@ -282,12 +283,13 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
     if not _selects_everything(stream):
         pop_deselected_record_properties(record, stream.schema, stream.mask)
     level = stream.TYPE_CONFORMANCE_LEVEL
-    conformer = _conformer(stream, schema) if level == TypeConformanceLevel.RECURSIVE else None
-    if conformer is not None:
-        record = conformer.conform(
-            stream.name, record, stream.logger, json_values=_straight_to_writer(stream)
-        )
-    else:
+    default_map = _default_map(stream)
+    if level == TypeConformanceLevel.RECURSIVE and (conformer := _conformer(stream, schema)):
+        # Records hold only JSON values (the stream says so) and reach the writer unchanged:
+        # a NaN left in place is written null there, as the SDK's conformance makes it.
+        json_values = default_map is not None and bool(getattr(stream, "records_are_json", False))
+        record = conformer.conform(stream.name, record, stream.logger, json_values=json_values)
+    elif level != TypeConformanceLevel.NONE:  # NONE: the SDK returns the record as it is
         record = conform_record_data_types(
             stream_name=stream.name,
             record=record,
@@ -295,12 +297,20 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
             level=level,
             logger=stream.logger,
         )
+    if default_map is not None:  # its transform returns the record itself
+        yield singer.RecordMessage(
+            stream=default_map.stream_alias,
+            record=record,
+            version=stream._stream_version,  # the SDK sets it (no public accessor)
+            time_extracted=utc_now(),
+        )
+        return
     for stream_map in stream.stream_maps:
         mapped_record = stream_map.transform(record)
         if mapped_record is not None:
             yield singer.RecordMessage(
                 stream=stream_map.stream_alias,
                 record=mapped_record,
-                version=stream._stream_version,  # the SDK sets it (no public accessor)
+                version=stream._stream_version,
                 time_extracted=utc_now(),
             )

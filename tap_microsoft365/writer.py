@@ -49,7 +49,11 @@ class GraphSingerWriter(SimpleSingerWriter):
     """The SDK's writer with a faster encoder and a flush per non-RECORD message."""
 
     def serialize_message(self, message: Message) -> str:
-        return encode_message(message.to_dict())
+        data = message.to_dict()
+        extracted = data.get("time_extracted")
+        if extracted.__class__ is datetime.datetime:  # as `_encode_datetime` would, but once
+            data["time_extracted"] = extracted.isoformat(sep="T")
+        return encode_message(data)
 
     def write_message(self, message: Message) -> None:
         stdout = sys.stdout
