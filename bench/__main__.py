@@ -39,6 +39,8 @@ RAW_RECORD_PREFIX = b'{"type": "RECORD", "stream": "'
 DELTA_STREAMS = ("users", "groups")
 PAGE = 999
 REPORT = ("office365_active_user_detail", "getOffice365ActiveUserDetail")
+# What grows with the tenant, plus a large report: the memory comparison's selection.
+MEMORY_STREAMS = {"users", "groups", "license_assignments", REPORT[0]}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Sizes:
 
 
 FULL = Sizes(100_000, 10_000, 100_000, 10_000, 1_000, window_seconds=60.0)
-QUICK = Sizes(10_000, 1_000, 10_000, 1_000, 100, window_seconds=30.0, report_people=500)
+QUICK = Sizes(10_000, 1_000, 10_000, 2_000, 200, window_seconds=30.0, report_people=500)
 
 
 @dataclass
@@ -219,6 +221,7 @@ class Bench:
         self.targets: list[tuple[bool, str]] = []
         self.catalog: dict[str, Any] | None = None
         self.data: dict[str, Any] = {"sizes": sizes.__dict__, "runs": {}}
+        self.full: Run | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -338,7 +341,7 @@ class Bench:
             subprocess.run(
                 [*TAP, "--about"], cwd=ROOT, capture_output=True, env=child_env(), check=False
             )
-            full = self.zero_latency(big, one_day)
+            memory = self.zero_latency(big, one_day)
             self.with_latency(big, one_day)
         finally:
             big.stop()
@@ -350,7 +353,7 @@ class Bench:
             scale=s.window_seconds / 600,
         )
         try:
-            self.memory_growth(small, full, {"start_date": small.ready["refresh_date"]})
+            self.memory_growth(small, memory, {"start_date": small.ready["refresh_date"]})
             self.pacing(small)
         finally:
             small.stop()
@@ -359,7 +362,6 @@ class Bench:
         s = self.sizes
         raw_users = self.baseline("raw users", emulator, "users")
         users = self.tap("tap users", emulator, {"users"})
-        groups = self.tap("tap groups", emulator, {"groups"})
         raw_report = self.baseline(
             "raw report", emulator, "report", REPORT[1], one_day["start_date"]
         )
@@ -368,9 +370,15 @@ class Bench:
         incremental = self.tap(
             "tap incremental (unchanged tenant)", emulator, None, settings=one_day, state=full.state
         )
+        memory = self.tap(
+            f"tap directory + report ({s.users:,} users)",
+            emulator,
+            MEMORY_STREAMS,
+            settings=one_day,
+        )
         self.run_table(
             "Zero latency (CPU cost)",
-            [raw_users, users, groups, raw_report, report, full, incremental],
+            [raw_users, users, raw_report, report, full, incremental, memory],
         )
         self.stream_table(full)
         self.request_table(users)
@@ -378,7 +386,8 @@ class Bench:
         self.request_table(incremental)
         self.say("\n### Targets\n")
         by_users = users.requests["by_endpoint"]
-        by_groups = groups.requests["by_endpoint"]
+        by_groups = full.requests["by_endpoint"]  # only the groups stream lists /groups
+        groups = full
         self.target(
             by_users.get("graph /v1.0/users", 0) == math.ceil(users.records["users"] / PAGE),
             f"users initial round: {by_users.get('graph /v1.0/users', 0)} pages of /users for "
@@ -437,7 +446,8 @@ class Bench:
             f"peak RSS of a whole sync ({s.users:,} users, {s.report_rows:,}-row reports): "
             f"{full.max_rss_mb:.0f} MB (target < 200 MB)",
         )
-        return full
+        self.full = full
+        return memory
 
     def with_latency(self, emulator: Emulator, one_day: dict[str, Any]) -> None:
         latency = self.sizes.latency
@@ -445,21 +455,32 @@ class Bench:
         try:
             raw_users = self.baseline("raw users (latency)", emulator, "users")
             users = self.tap("tap users (latency)", emulator, {"users"})
-            full = self.tap("tap whole sync (latency)", emulator, None, settings=one_day)
+            raw_report = self.baseline(
+                "raw report (latency)", emulator, "report", REPORT[1], one_day["start_date"]
+            )
+            report = self.tap("tap report (latency)", emulator, {REPORT[0]}, settings=one_day)
         finally:
             emulator.command(cmd="set", latency=0)
         self.run_table(
-            f"Simulated latency: {latency * 1000:.0f} ms per request", [raw_users, users, full]
+            f"Simulated latency: {latency * 1000:.0f} ms per request",
+            [raw_users, users, raw_report, report],
         )
-        self.stream_table(full)
-        ratio = users.rate() / raw_users.rate() if raw_users.rate() else 0.0
-        self.say(f"\nusers records/s with latency = {ratio:.2f}x the raw baseline")
+        self.say("")
+        for tap, raw in ((users, raw_users), (report, raw_report)):
+            ratio = tap.rate() / raw.rate() if raw.rate() else 0.0
+            self.say(f"- {tap.label}: records/s = {ratio:.2f}x the raw baseline")
 
     def memory_growth(self, emulator: Emulator, big: Run, one_day: dict[str, Any]) -> None:
         s = self.sizes
-        small = self.tap("tap whole sync (small tenant)", emulator, None, settings=one_day)
+        small = self.tap(
+            f"tap directory + report ({s.small_users:,} users)",
+            emulator,
+            MEMORY_STREAMS,
+            settings=one_day,
+        )
         self.run_table(
-            f"Memory: {s.small_users:,} users vs {s.users:,} users (same report sizes)",
+            f"Memory: {s.small_users:,} users vs {s.users:,} users (users, groups, "
+            f"license_assignments and one {s.report_rows:,}-row report)",
             [small, big],
         )
         growth = (big.max_rss_mb - small.max_rss_mb) / small.max_rss_mb if small.max_rss_mb else 0
