@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import RECENT_START
-from tests.singer_run import SyncResult, run_tap
+from tests.singer_run import SyncResult, catalog_selecting, run_tap
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,8 +55,9 @@ def test_certificate_credential(emulator: GraphEmulator) -> None:
     del config["client_secret"]
     config["client_certificate_path"] = emulator.client_certificate_path
     config["client_certificate_password"] = emulator.client_certificate_password
+    catalog = catalog_selecting(config, {"organization"}, emulator.ca_bundle)
 
-    result = run_tap(config, ca_bundle=emulator.ca_bundle, env=DEBUG)
+    result = run_tap(config, ca_bundle=emulator.ca_bundle, catalog=catalog, env=DEBUG)
 
     assert result.exit_code == 0, result.stderr
     assert result.records("organization")[0]["id"] == emulator.tenant_id

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import RECENT_START
-from tests.singer_run import SyncResult, run_tap
+from tests.singer_run import SyncResult, catalog_selecting, run_tap
 
 if TYPE_CHECKING:
     from tests.graph_emulator import GraphEmulator
@@ -133,8 +133,10 @@ def test_schemas_are_typed(full_sync: tuple[SyncResult, list]) -> None:
 
 
 def test_page_size_setting_is_honoured(emulator: GraphEmulator) -> None:
+    config = emulator.config(page_size=500, **RECENT_START)
+    catalog = catalog_selecting(config, {"users"}, emulator.ca_bundle)
     emulator.clear_log()
-    result = run_tap(emulator.config(page_size=500, **RECENT_START), ca_bundle=emulator.ca_bundle)
+    result = run_tap(config, ca_bundle=emulator.ca_bundle, catalog=catalog)
     assert result.exit_code == 0, result.stderr
     requests = users_stream_requests(emulator.request_log)
     assert len(requests) == math.ceil(len(emulator.tenant.users) / 500)
