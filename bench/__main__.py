@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ class Emulator:
             self.process.stdin.write('{"cmd": "quit"}\n')
             self.process.stdin.close()
             self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def child_env(ca_bundle: str | None = None) -> dict[str, str]:
@@ -590,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         f"benchmark took {time.monotonic() - started:.0f} s."
     )
     path = bench.write()
+    shutil.rmtree(bench.folder, ignore_errors=True)
     print(f"Written to {path.relative_to(ROOT)}")
     return 0
 
