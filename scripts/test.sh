@@ -24,4 +24,6 @@ uv pip install --quiet --python "$work/venv/bin/python" "$work"/dist/*.whl
 "$work/venv/bin/tap-microsoft365" --discover >/dev/null
 echo "wheel installs and runs: $(basename "$work"/dist/*.whl)"
 
-echo "== pytest" && python -m pytest "$@"
+# One worker per core, each taking whole modules (their module-scoped emulators and pipelines
+# stay in one process); PYTEST_WORKERS=0 runs everything in this process.
+echo "== pytest" && python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"

@@ -5,7 +5,10 @@ test interpreter) in a project directory. Each instance has its own system datab
 history) and an empty env file, so a developer's `.env`, stray `TAP_MICROSOFT365_*`/`TARGET_*`
 variables or earlier state never leak into a test. Plugins install under the project's
 `.meltano/` (git-ignored) and are reused between test sessions; `meltano install` only brings
-them up to date.
+them up to date. Each instance also has a `.meltano` of its own (MELTANO_SYS_DIR_ROOT) whose
+plugin folders link to the project's: Meltano writes every run's plugin config and catalog into
+`.meltano/run/<plugin>/` and clears it afterwards, so two runs sharing that folder (tests in
+parallel processes) would delete each other's files.
 
 `settings_env` turns a tap config (the one the Graph emulator writes) into the
 `TAP_MICROSOFT365_*` variables Meltano reads, the way a deployment passes secrets.
@@ -13,6 +16,7 @@ them up to date.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -69,6 +73,15 @@ class MeltanoProject:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.env_file = self.work_dir / "empty.env"
         self.env_file.touch()
+        # A private .meltano: its own run/ folder, the project's installed plugins.
+        self.sys_dir = self.work_dir / "sys"
+        self.sys_dir.mkdir(exist_ok=True)
+        for plugin_type in ("extractors", "loaders"):
+            shared = self.root / ".meltano" / plugin_type
+            shared.mkdir(parents=True, exist_ok=True)
+            link = self.sys_dir / plugin_type
+            if not link.exists():
+                link.symlink_to(shared, target_is_directory=True)
 
     def base_env(self) -> dict[str, str]:
         """The host environment without anything that configures Meltano or the plugins."""
@@ -76,6 +89,7 @@ class MeltanoProject:
         env.pop("REQUESTS_CA_BUNDLE", None)
         env.update(
             MELTANO_DATABASE_URI=f"sqlite:///{self.work_dir / 'meltano.db'}",
+            MELTANO_SYS_DIR_ROOT=str(self.sys_dir),
             MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
             NO_COLOR="1",
         )
@@ -118,7 +132,15 @@ class MeltanoProject:
 
 @pytest.fixture(scope="session")
 def installed_meltano(tmp_path_factory: pytest.TempPathFactory) -> MeltanoProject:
-    """This repository's Meltano project with the tap and both loaders installed."""
+    """This repository's Meltano project with the tap and both loaders installed.
+
+    Test processes running side by side (pytest -n) install one after the other: they share the
+    project's .meltano/ folder.
+    """
     project = MeltanoProject(ROOT, tmp_path_factory.mktemp("meltano"))
-    project.install(*PLUGINS)
+    lock_file = ROOT / ".meltano" / "tests-install.lock"
+    lock_file.parent.mkdir(exist_ok=True)
+    with lock_file.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        project.install(*PLUGINS)
     return project
