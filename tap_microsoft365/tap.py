@@ -337,6 +337,8 @@ class TapMicrosoft365(Tap):
         redaction.register_secret(self.config.get("client_certificate_password"))
         if raise_errors:
             validate_settings(self.config)
+            if self.config.get("client_certificate_path"):
+                _ = self.client_certificate  # an unreadable file is a settings error too
         try:
             return super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as exc:
@@ -362,19 +364,21 @@ class TapMicrosoft365(Tap):
         return str(self.config.get("graph_url") or CLOUDS[self.cloud].graph_url).rstrip("/")
 
     @cached_property
+    def client_certificate(self) -> ClientCertificate | None:
+        """The certificate credential, read and checked once; None with a client secret."""
+        path = self.config.get("client_certificate_path")
+        if not path:
+            return None
+        return ClientCertificate.load(path, self.config.get("client_certificate_password"))
+
+    @cached_property
     def authenticator(self) -> GraphAuthenticator:
         """One authenticator (one MSAL app, one token cache) for every stream of the run."""
-        path = self.config.get("client_certificate_path")
-        certificate = (
-            ClientCertificate.load(path, self.config.get("client_certificate_password"))
-            if path
-            else None
-        )
         return GraphAuthenticator(
             tenant_id=self.config["tenant_id"].strip(),
             client_id=self.config["client_id"].strip(),
             client_secret=self.config.get("client_secret"),
-            client_certificate=certificate,
+            client_certificate=self.client_certificate,
             authority_host=self.authority_host,
             graph_url=self.graph_url,
             timeout=float(self.config.get("request_timeout", 300)),
