@@ -20,8 +20,11 @@ python -m build --installer uv --outdir "$work/dist" . >"$work/build.log" 2>&1 \
 twine check --strict "$work"/dist/*
 UV_PYTHON_DOWNLOADS=never uv venv --quiet --python .venv/bin/python "$work/venv"
 uv pip install --quiet --python "$work/venv/bin/python" "$work"/dist/*.whl
-"$work/venv/bin/tap-microsoft365" --about --format=json >/dev/null
-"$work/venv/bin/tap-microsoft365" --discover >/dev/null
+for args in "--about --format=json" "--discover"; do
+  # shellcheck disable=SC2086 # two words on purpose
+  "$work/venv/bin/tap-microsoft365" $args >/dev/null 2>"$work/run.log" \
+    || { cat "$work/run.log"; exit 1; }
+done
 echo "wheel installs and runs: $(basename "$work"/dist/*.whl)"
 
 # One worker per core, each taking whole modules (their module-scoped emulators and pipelines
