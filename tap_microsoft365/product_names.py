@@ -189,24 +189,12 @@ class ProductNameCatalog:
     def product(self, sku_id: Any) -> str | None:
         """The product display name of a skuId, or None."""
         names = self.names
-        if names is None or not sku_id:
-            return None
-        key = guid_key(sku_id)
-        found = names.products.get(key)
-        if found is None:
-            self._missing_products.add(key)
-        return found
+        return None if names is None else _look_up(names.products, sku_id, self._missing_products)
 
     def plan(self, plan_id: Any) -> str | None:
         """The friendly name of a servicePlanId, or None."""
         names = self.names
-        if names is None or not plan_id:
-            return None
-        key = guid_key(plan_id)
-        found = names.plans.get(key)
-        if found is None:
-            self._missing_plans.add(key)
-        return found
+        return None if names is None else _look_up(names.plans, plan_id, self._missing_plans)
 
     def plan_code(self, plan_id: Any) -> str | None:
         """The Service_Plan_Name (e.g. EXCHANGE_S_ENTERPRISE) of a servicePlanId, or None."""
@@ -384,6 +372,17 @@ class ProductNameCatalog:
                 cached.parent,
                 exc.strerror or exc,
             )
+
+
+def _look_up(table: Mapping[str, str], guid: Any, missing: set[str]) -> str | None:
+    """`table[guid]` matched case-insensitively; an id it lacks is noted for the one warning."""
+    if not guid:
+        return None
+    key = guid_key(guid)
+    found = table.get(key)
+    if found is None:
+        missing.add(key)
+    return found
 
 
 def read_text(body: bytes) -> str:
