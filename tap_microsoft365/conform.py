@@ -17,18 +17,20 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import singer_sdk.singerlib as singer
-from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.helpers._typing import (
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+
+from tap_microsoft365.sdk_compat import (
     _conform_primitive_property,
     _is_exclusive_boolean_type,
     _warn_unmapped_properties,
     conform_record_data_types,
     is_object_type,
     is_uniform_list,
+    pop_deselected_record_properties,
+    stream_version,
+    utc_now,
 )
-from singer_sdk.helpers._util import utc_now
-from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.mapper import SameRecordTransform
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -301,7 +303,7 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
         yield singer.RecordMessage(
             stream=default_map.stream_alias,
             record=record,
-            version=stream._stream_version,  # the SDK sets it (no public accessor)
+            version=stream_version(stream),
             time_extracted=utc_now(),
         )
         return
@@ -311,6 +313,6 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
             yield singer.RecordMessage(
                 stream=stream_map.stream_alias,
                 record=mapped_record,
-                version=stream._stream_version,
+                version=stream_version(stream),
                 time_extracted=utc_now(),
             )

@@ -3,7 +3,9 @@
 Graph names a SKU by its part number (`SPE_E5`) and a service plan by its code name
 (`EXCHANGE_S_ENTERPRISE`). Microsoft publishes the names people know ("Microsoft 365 E5",
 "Exchange Online (Plan 2)") in "Product names and service plan identifiers for licensing", a CSV
-at a stable download address (graph-reference 3.4) with the columns
+at a stable download address
+(https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference) with the
+columns
 
     Product_Display_Name, String_Id, GUID, Service_Plan_Name, Service_Plan_Id,
     Service_Plans_Included_Friendly_Names
@@ -20,7 +22,8 @@ Where the file comes from, once per run (`ProductNameCatalog`):
    for `product_names_cache_hours`: within that time no download happens at all. A download that
    fails falls back to an older cached copy, if any. An empty `product_names_url` turns names off.
 
-The download goes out on a session of its own, without the Graph token: the file is public. When
+The download goes through the run's transport (its CA bundle, proxies and retry loop), without
+the Graph token: the file is public. When
 no usable file can be had, every name is null and one warning says why; an ID the file does not
 list gets a null name too, and one warning per run lists such IDs. Neither stops the run.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -38,34 +42,29 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tap_microsoft365.client import USER_AGENT
-from tap_microsoft365.retries import GiveUpError, RetryPolicy, is_unreachable, retry_after_seconds
+from tap_microsoft365.graph.transport import Retry
+from tap_microsoft365.retries import RetryPolicy
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Mapping
+
+    from tap_microsoft365.graph.transport import Transport
+    from tap_microsoft365.retries import GiveUpError
 
 DEFAULT_URL = (
     "https://download.microsoft.com/download/e/3/e/e3e9faf2-f28b-490a-9ada-c6089a1fc5b0/"
     "Product%20names%20and%20service%20plan%20identifiers%20for%20licensing.csv"
 )
 DEFAULT_CACHE_HOURS = 168  # Microsoft updates the file every few weeks
-COLUMNS = (
-    "Product_Display_Name",
-    "String_Id",
-    "GUID",
-    "Service_Plan_Name",
-    "Service_Plan_Id",
-    "Service_Plans_Included_Friendly_Names",
-)
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Tried once more after a passing fault: the names are a convenience, a run must not wait long.
 DOWNLOAD_RETRIES = RetryPolicy(max_attempts=2, max_wait_seconds=60)
 READ_TIMEOUT_SECONDS = 60.0
+MAX_REDIRECTS = 5
 _SPACES = re.compile(r"\s+")  # str's white space includes NBSP, tabs, and the like
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 
@@ -168,6 +167,7 @@ class ProductNameCatalog:
 
     config: Mapping[str, Any]
     logger: logging.Logger
+    transport: Transport
     _names: ProductNames | None = field(default=None, init=False)
     _loaded: bool = field(default=False, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -330,32 +330,29 @@ class ProductNameCatalog:
     def _download_with_retries(self, url: str, host: str) -> bytes:
         """`download`, tried again after throttling or a passing fault (logged at INFO: the one
         warning is for names that cannot be had at all)."""
-        retries = DOWNLOAD_RETRIES.start()
-        while True:
+
+        def attempt() -> bytes:
             try:
-                return download(url)
+                return download(self.transport, url)
             except requests.RequestException as exc:
                 response = exc.response if isinstance(exc, requests.HTTPError) else None
                 status = response.status_code if response is not None else None
                 if status is not None and status != 429 and status < 500:
                     raise
-                try:
-                    wait = retries.next_wait(
-                        status=status,
-                        retry_after=retry_after_seconds(response),
-                        unreachable=is_unreachable(exc),
-                    )
-                except GiveUpError:
-                    raise exc from None
-                self.logger.info(
-                    "Product names: the download from %s failed (%s); %s",
-                    host,
-                    describe_failure(exc, host),
-                    retries.describe_wait(
-                        wait, retry_after=retry_after_seconds(response) is not None
-                    ),
-                )
-                time.sleep(wait)
+                why = describe_failure(exc, host)
+                line = f"Product names: the download from {host} failed ({why})"
+                raise Retry(line, response=response, cause=exc, host=host) from None
+
+        def give_up(retry: Retry, reason: GiveUpError) -> BaseException:
+            return retry.cause or requests.RequestException(str(retry))
+
+        return self.transport.retrying(
+            attempt,
+            give_up=give_up,
+            policy=DOWNLOAD_RETRIES,
+            level=logging.INFO,
+            logger=self.logger,
+        )
 
     def _store(self, cached: Path, body: bytes) -> None:
         """Keep the download for later runs (a cache that cannot be written costs a download)."""
@@ -393,17 +390,24 @@ def read_text(body: bytes) -> str:
         return body.decode("cp1252", errors="replace")
 
 
-def download(url: str) -> bytes:
-    """GET the file on a session of its own: no Graph token, proxies and CA bundle from the
-    environment (requests reads HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE itself here)."""
-    with requests.Session() as session:
-        response = session.get(
+def download(transport: Transport, url: str) -> bytes:
+    """GET the file through the transport: no Graph token, proxies and CA bundle from the
+    environment; redirects followed (the address may move to a mirror)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = transport.get(
             url,
-            headers={"User-Agent": USER_AGENT, "Accept": "text/csv, */*"},
+            headers={"Accept": "text/csv, */*"},
+            kind="download",
             timeout=(CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
         )
-        response.raise_for_status()
-        return response.content
+        with response:
+            if response.is_redirect and response.headers.get("Location"):
+                url = urljoin(url, response.headers["Location"])
+                continue
+            response.raise_for_status()
+            return response.content
+    msg = f"too many redirects downloading {urlsplit(url).netloc}"
+    raise requests.TooManyRedirects(msg)
 
 
 def describe_failure(exc: Exception, host: str) -> str:

@@ -4,7 +4,8 @@ One policy for every call the tap makes, to Graph and to Entra ID alike:
 
 - Throttling (429) and transient faults (5xx, resets, timeouts, bodies cut off) are retried.
 - A `Retry-After` header, in seconds or as an HTTP date, is waited out exactly: retrying earlier
-  only prolongs throttling, because throttled calls count too (graph-reference 2.8).
+  only prolongs throttling, because throttled calls count too
+  (https://learn.microsoft.com/graph/throttling).
 - Without one, waits grow exponentially with jitter (about 1, 2, 4 ... seconds, at most 60), so
   parallel runs do not retry in lockstep.
 - `retry_max_attempts` caps the attempts of one call and `retry_max_wait_seconds` the time spent
@@ -35,6 +36,9 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_WAIT_SECONDS = 900.0
 MAX_ATTEMPTS_ON_500 = 3
 MAX_ATTEMPTS_UNREACHABLE = 3
+# A 403 that names no missing permission (on a report call) has been a passing Graph outage:
+# tried at most three times.
+MAX_ATTEMPTS_ON_403 = 3
 LONGEST_BACKOFF_SECONDS = 60.0
 
 
@@ -117,6 +121,7 @@ class Retries:
     policy: RetryPolicy
     attempts: int = 1
     errors_500: int = 0
+    errors_403: int = 0
     unreachable: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -143,6 +148,11 @@ class Retries:
             self.errors_500 += 1
             if self.errors_500 >= MAX_ATTEMPTS_ON_500:
                 msg = f"after {self.attempts} attempts (a 500 is tried at most 3 times)"
+                raise GiveUpError(msg)
+        if status == 403:
+            self.errors_403 += 1
+            if self.errors_403 >= MAX_ATTEMPTS_ON_403:
+                msg = f"after {self.attempts} attempts"
                 raise GiveUpError(msg)
         if unreachable:
             self.unreachable += 1

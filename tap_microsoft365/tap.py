@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import re
 import sys
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_microsoft365 import redaction
-from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
 from tap_microsoft365.errors import Microsoft365Error, SettingsError
+from tap_microsoft365.graph.auth import CLOUDS, ClientCertificate, GraphAuthenticator
+from tap_microsoft365.graph.transport import Transport
 from tap_microsoft365.product_names import DEFAULT_CACHE_HOURS, DEFAULT_URL, ProductNameCatalog
-from tap_microsoft365.report_scheduler import ReportScheduler
 from tap_microsoft365.retries import RetryPolicy
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
-from tap_microsoft365.streams.reports import report_streams
+from tap_microsoft365.streams.reports.definitions import REPORTS
+from tap_microsoft365.streams.reports.fetcher import ReportFetcher
+from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
 from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
@@ -372,49 +372,48 @@ class TapMicrosoft365(Tap):
         return ClientCertificate.load(path, self.config.get("client_certificate_password"))
 
     @cached_property
-    def authenticator(self) -> GraphAuthenticator:
-        """One authenticator (one MSAL app, one token cache) for every stream of the run."""
-        return GraphAuthenticator(
+    def transport(self) -> Transport:
+        """The run's one request path: sessions, bearer header, retries, Graph's errors."""
+        transport = Transport(
+            graph_url=self.graph_url,
+            timeout=float(self.config.get("request_timeout", 300)),
+            policy=RetryPolicy.from_config(self.config),
+        )
+        transport.authenticator = GraphAuthenticator(
             tenant_id=self.config["tenant_id"].strip(),
             client_id=self.config["client_id"].strip(),
             client_secret=self.config.get("client_secret"),
             client_certificate=self.client_certificate,
             authority_host=self.authority_host,
             graph_url=self.graph_url,
-            timeout=float(self.config.get("request_timeout", 300)),
-            retry_policy=RetryPolicy.from_config(self.config),
+            transport=transport,
         )
-
-    @cached_property
-    def graph_session(self) -> requests.Session:
-        """One HTTP session for all Graph calls of the run.
-
-        The SDK sends with `Session.send`, which skips requests' environment merge, so the CA
-        bundle named by REQUESTS_CA_BUNDLE (corporate TLS inspection) must be set here
-        (sdk-notes G2). Proxy variables are honoured by `send` itself.
-        """
-        session = requests.Session()
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        return session
+        return transport
 
     @cached_property
     def product_names(self) -> ProductNameCatalog:
         """Microsoft's product and service plan names: loaded on first use, once per run."""
-        return ProductNameCatalog(self.config, self.logger)
+        return ProductNameCatalog(self.config, self.logger, self.transport)
 
     @cached_property
-    def report_scheduler(self) -> ReportScheduler:
-        """One scheduler for every report stream of the run: fetches their days concurrently."""
-        return ReportScheduler(self)
+    def report_fetcher(self) -> ReportFetcher:
+        """One fetcher for every report stream of the run: fetches their days concurrently."""
+        return ReportFetcher(
+            self.config,
+            self.transport,
+            has_usage_reports=CLOUDS[self.cloud].has_usage_reports,
+            cloud=self.cloud,
+            streams=lambda: [s for s in self.streams.values() if isinstance(s, ReportStream)],
+        )
 
     @override
     def discover_streams(self) -> list[Stream]:
+        # The tap itself provides the streams' shared services (transport, product names,
+        # report fetcher), each built on first use.
         return [
-            *(stream_class(tap=self) for stream_class in DIRECTORY_STREAMS),
-            LicenseAssignmentsStream(tap=self),
-            *report_streams(self),
+            *(stream_class(tap=self, services=self) for stream_class in DIRECTORY_STREAMS),
+            LicenseAssignmentsStream(tap=self, services=self),
+            *report_streams(self, self, REPORTS),
         ]
 
 

@@ -1,4 +1,5 @@
-"""Incremental directory streams through Graph delta query (graph-reference 4.4).
+"""Incremental directory streams through Graph delta query
+(https://learn.microsoft.com/graph/delta-query-overview).
 
 A delta stream reads its collection in rounds. An initial round first asks
 `/<collection>/delta?$select=...&$deltatoken=latest` for a delta link that marks "now" (one
@@ -34,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlparse, urlsplit
@@ -42,13 +42,11 @@ from urllib.parse import urlencode, urlparse, urlsplit
 import requests
 from singer_sdk.streams.rest import PageContext
 
-from tap_microsoft365.client import (
-    GraphStream,
-    ODataNextLinkPaginator,
-    graph_error_fields,
-    graph_json,
-)
 from tap_microsoft365.errors import GraphAPIError
+from tap_microsoft365.graph.paging import ODataNextLinkPaginator
+from tap_microsoft365.graph.transport import graph_error_fields, graph_json
+from tap_microsoft365.sdk_compat import set_stream_version, write_activate_version
+from tap_microsoft365.streams.base import GraphStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -172,9 +170,9 @@ class DeltaStream(GraphStream):
         prepared = self.build_prepared_request(
             method="GET",
             url=f"{self.url_base}{self.path}?{query}",
-            headers={**self.http_headers, "client-request-id": str(uuid.uuid4())},
+            headers={**self.http_headers, "client-request-id": self.transport.request_id()},
         )
-        response = self.request_decorator(self._request)(prepared, context)
+        response = self.send(prepared, context)
         link = graph_json(response, self.path).get("@odata.deltaLink")
         if not link:
             msg = f"{self.name}: GET {self.path}?$deltatoken=latest returned no @odata.deltaLink"
@@ -213,7 +211,7 @@ class DeltaStream(GraphStream):
                 **self.http_headers,
                 "Accept": "text/plain",
                 "ConsistencyLevel": "eventual",
-                "client-request-id": str(uuid.uuid4()),
+                "client-request-id": self.transport.request_id(),
             },
         )
         try:
@@ -285,8 +283,8 @@ class DeltaStream(GraphStream):
                 self.name,
                 self._age(state),
             )
-        # The SDK puts this on every RECORD message (`version`); it has no public setter.
-        self._stream_version = version
+        # The SDK puts this on every RECORD message (`version`).
+        set_stream_version(self, version)
 
         marked_link = None
         if link is None and self.list_path:
@@ -307,8 +305,7 @@ class DeltaStream(GraphStream):
             )
             return
         if link is None and version is not None:
-            # The SDK's writer (it honours stream maps and aliases); it has no public API.
-            self._write_activate_version_message(version)
+            write_activate_version(self, version)
         state[DELTA_LINK] = delta_link
         state[DELTA_LINK_OBTAINED_AT] = self._synced_at
         state[SELECT_FINGERPRINT] = self.select_fingerprint

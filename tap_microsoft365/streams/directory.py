@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from tap_microsoft365 import schemas
-from tap_microsoft365.client import GraphStream
+from tap_microsoft365.streams.base import GraphStream
 from tap_microsoft365.streams.delta import DeltaStream
 from tap_microsoft365.streams.licensing import NamedSkusStream
 

@@ -1,7 +1,7 @@
 """License assignments: who holds which product, how it was assigned, and since when.
 
 `license_assignments` has one row per (user, SKU) the user holds or was meant to hold, built from
-three user properties (graph-reference 4.2):
+three user properties (https://learn.microsoft.com/graph/api/resources/user):
 
 - `licenseAssignmentStates`: one entry per assignment *path*: a direct assignment
   (`assignedByGroup` null) or one per group the license is inherited from, each with its state
@@ -31,16 +31,17 @@ Product and service plan names come from Microsoft's product names file
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import typing as th
 
 from tap_microsoft365 import schemas
-from tap_microsoft365.client import GraphStream, graph_json
 from tap_microsoft365.errors import PermissionDeniedError
+from tap_microsoft365.graph.transport import graph_json
 from tap_microsoft365.product_names import guid_key
+from tap_microsoft365.sdk_compat import set_stream_version, write_activate_version
+from tap_microsoft365.streams.base import GraphStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -337,12 +338,12 @@ class NamedSkusStream(GraphStream):
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         yield from super().get_records(context)
-        self.tap.product_names.warn_missing(self.logger)
+        self.services.product_names.warn_missing(self.logger)
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         named = super().post_process(row, context)
-        return None if named is None else self.tap.product_names.name_sku(named)
+        return None if named is None else self.services.product_names.name_sku(named)
 
 
 class LicenseAssignmentsStream(GraphStream):
@@ -376,7 +377,7 @@ class LicenseAssignmentsStream(GraphStream):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        catalog = self.tap.product_names
+        catalog = self.services.product_names
         skus = self.subscribed_skus()
         state = self.stream_state
         version: int | None = None
@@ -384,8 +385,8 @@ class LicenseAssignmentsStream(GraphStream):
             # Above every earlier version, in seconds as the SDK's own (an integer column).
             previous = state.get(TABLE_VERSION)
             version = max(int(time.time()), int(previous) + 1 if isinstance(previous, int) else 0)
-        # The SDK puts this on every RECORD message (`version`); it has no public setter.
-        self._stream_version = version
+        # The SDK puts this on every RECORD message (`version`).
+        set_stream_version(self, version)
         users = rows = problems = 0
         for user in self.request_records(context):
             users += 1
@@ -396,7 +397,7 @@ class LicenseAssignmentsStream(GraphStream):
         catalog.warn_missing(self.logger)
         if version is not None:
             # Every row has been emitted: now a target may retire what was not re-sent.
-            self._write_activate_version_message(version)
+            write_activate_version(self, version)
             state[TABLE_VERSION] = version
         self.logger.info(
             "%s: %d assignment(s) of %d user(s), %d not fully active%s",
@@ -415,17 +416,16 @@ class LicenseAssignmentsStream(GraphStream):
         """
         url: str | None = f"{self.url_base}/subscribedSkus"
         params: dict[str, str] | None = {"$select": "skuId,skuPartNumber,servicePlans"}
-        send = self.request_decorator(self._request)
         skus: dict[str, SkuInfo] = {}
         while url:
             prepared = self.build_prepared_request(
                 method="GET",
                 url=url,
                 params=params,
-                headers={**self.http_headers, "client-request-id": str(uuid.uuid4())},
+                headers={**self.http_headers, "client-request-id": self.transport.request_id()},
             )
             try:
-                response = send(prepared, None)
+                response = self.send(prepared, None)
             except PermissionDeniedError:
                 self.logger.warning(
                     "%s: Graph refused GET /subscribedSkus (403): sku_part_number is null and "

@@ -1,9 +1,9 @@
-"""Usage report streams: every v1.0 Microsoft 365 detail report, one generic stream class.
+"""The usage reports the tap extracts: one `ReportDefinition` per Graph report function.
 
-A report is one entry of `REPORTS`: the Graph function, the parameter forms it takes, what one row
-describes (a user, a site or a group), the columns that identify a row within a day, and the CSV
-header line Microsoft documents (graph-reference 5.3). Stream names, columns and types follow from
-that entry; adding a report is adding an entry.
+A report is one entry of `REPORTS`: the Graph function (and where it lives), the parameter forms
+it takes, the columns that identify a row within a day, and the CSV header line Microsoft
+documents on the function's page (https://learn.microsoft.com/graph/api/resources/report).
+Stream names, columns and types follow from that entry; adding a report is adding an entry.
 
 - Stream name: the function without `get`, snake_cased (`getOneDriveUsageAccountDetail` ->
   `onedrive_usage_account_detail`).
@@ -15,57 +15,28 @@ that entry; adding a report is adding an entry.
   request per day). For the period-only mailbox report (a `period='D7'` snapshot) and the
   parameterless activations report, the snapshot's Report Refresh Date: the last day Graph had
   processed when it built the file. It is the replication key and leads the primary key.
-
-How the files are fetched (pacing, concurrency, redirects without the token, spooling) is in
-`tap_microsoft365.report_scheduler`; this module turns a fetched file into records.
 """
 
 from __future__ import annotations
 
-import csv
 import enum
-import gzip
 import re
 from dataclasses import dataclass, field
-from datetime import date
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import typing as th
-from singer_sdk.helpers.conform import TypeConformanceLevel
-
-from tap_microsoft365.client import GraphStream
-from tap_microsoft365.errors import GraphAPIError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
-
-    from singer_sdk.helpers.types import Context, Record
-    from typing_extensions import override
-
-    from tap_microsoft365.report_scheduler import Delivery, ReportScheduler
-    from tap_microsoft365.tap import TapMicrosoft365
-else:
-    try:
-        from typing import override
-    except ImportError:  # Python 3.11
-        from typing_extensions import override
+    from collections.abc import Mapping
 
 
 class Parameters(enum.Enum):
-    """The parameter forms a report function accepts (graph-reference 5.3)."""
+    """The parameter forms a report function accepts
+    (https://learn.microsoft.com/graph/api/resources/report)."""
 
     DATE_OR_PERIOD = "date or period"  # fetched one day at a time with date=YYYY-MM-DD
     PERIOD = "period only"  # fetched as a period='D7' snapshot
     NONE = "no parameter"  # fetched as a snapshot
-
-
-class Subject(enum.Enum):
-    """What one row of a report describes."""
-
-    USER = "user"
-    SITE = "site"
-    GROUP = "group"
 
 
 class ColumnType(enum.Enum):
@@ -118,12 +89,6 @@ def _typed(column_type: ColumnType, *headers: str) -> dict[str, ColumnType]:
 _M365_APPS = ("Outlook", "Word", "Excel", "PowerPoint", "OneNote", "Teams")
 _M365_PLATFORMS = ("Windows", "Mac", "Mobile", "Web")
 
-_DESCRIBES = {
-    Subject.USER: "one user",
-    Subject.SITE: "one site",
-    Subject.GROUP: "one group",
-}
-
 
 @dataclass(frozen=True)
 class ReportDefinition:
@@ -131,11 +96,18 @@ class ReportDefinition:
 
     function: str
     parameters: Parameters
-    subject: Subject
     key: tuple[str, ...]  # documented headers identifying a row within one report day
     header: str  # the documented CSV header line
     summary: str
     types: Mapping[str, ColumnType] = field(default_factory=dict)  # exceptions to the convention
+    # Where the function lives, relative to Graph's version (`/v1.0/`); empty: under
+    # `reports/` (the Copilot reports, for one, live under `copilot/reports/`).
+    function_path: str = ""
+
+    @property
+    def url_path(self) -> str:
+        """The function's path after `/v1.0/`, without parameters."""
+        return self.function_path or f"reports/{self.function}"
 
     @property
     def name(self) -> str:
@@ -192,12 +164,12 @@ class ReportDefinition:
 DAILY = Parameters.DATE_OR_PERIOD
 UPN = ("User Principal Name",)
 
-# graph-reference 5.3: the v1.0 detail reports and their documented CSV header lines.
+# The v1.0 detail reports and their documented CSV header lines, as on each function's page
+# under https://learn.microsoft.com/graph/api/resources/report.
 REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getOffice365ActiveUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,"
         "Has Exchange License,Has OneDrive License,Has SharePoint License,"
@@ -212,7 +184,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getOffice365ActivationsUserDetail",
         Parameters.NONE,
-        Subject.USER,
         ("User Principal Name", "Product Type"),
         "Report Refresh Date,User Principal Name,Display Name,Product Type,Last Activated Date,"
         "Windows,Mac,Windows 10 Mobile,iOS,Android,Activated On Shared Computer",
@@ -225,7 +196,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getM365AppUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Last Activation Date,Last Activity Date,"
         "Report Period,Windows,Mac,Mobile,Web,Outlook,Word,Excel,PowerPoint,OneNote,Teams,"
@@ -245,7 +215,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getEmailActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,"
         "Last Activity Date,Send Count,Receive Count,Read Count,Meeting Created Count,"
@@ -255,7 +224,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getEmailAppUsageUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,"
         "Last Activity Date,Mail For Mac,Outlook For Mac,Outlook For Windows,"
@@ -266,7 +234,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getMailboxUsageDetail",
         Parameters.PERIOD,
-        Subject.USER,
         UPN,
         # The docs' example line lacks the last two quota/archive columns their list adds.
         "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,"
@@ -279,7 +246,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getOneDriveActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Is Deleted,Deleted Date,Last Activity Date,"
         "Viewed Or Edited File Count,Synced File Count,Shared Internally File Count,"
@@ -289,7 +255,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getOneDriveUsageAccountDetail",
         DAILY,
-        Subject.SITE,
         ("Site URL",),
         "Report Refresh Date,Site URL,Owner Display Name,Is Deleted,Last Activity Date,"
         "File Count,Active File Count,Storage Used (Byte),Storage Allocated (Byte),"
@@ -299,7 +264,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getSharePointActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Is Deleted,Deleted Date,Last Activity Date,"
         "Viewed Or Edited File Count,Synced File Count,Shared Internally File Count,"
@@ -309,7 +273,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getSharePointSiteUsageDetail",
         DAILY,
-        Subject.SITE,
         ("Site Id",),
         "Report Refresh Date,Site Id,Site URL,Owner Display Name,Is Deleted,Last Activity Date,"
         "File Count,Active File Count,Page View Count,Visited Page Count,Storage Used (Byte),"
@@ -319,7 +282,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getTeamsUserActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,Tenant Display Name,Shared Channel Tenant Display Names,User Id,"
         "User Principal Name,Last Activity Date,Is Deleted,Deleted Date,Assigned Products,"
@@ -338,7 +300,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getTeamsDeviceUsageUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Id,User Principal Name,Last Activity Date,Is Deleted,"
         "Deleted Date,Used Web,Used Windows Phone,Used iOS,Used Mac,Used Android Phone,"
@@ -348,7 +309,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getYammerActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Display Name,User State,State Change Date,"
         "Last Activity Date,Posted Count,Read Count,Liked Count,Assigned Products,"
@@ -358,7 +318,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getYammerDeviceUsageUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Display Name,User State,State Change Date,"
         "Last Activity Date,Used Web,Used Windows Phone,Used Android Phone,Used iPhone,"
@@ -368,7 +327,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getYammerGroupsActivityDetail",
         DAILY,
-        Subject.GROUP,
         # The report has no group id: the display name is all that identifies a group.
         ("Group Display Name",),
         "Report Refresh Date,Group Display Name,Is Deleted,Owner Principal Name,"
@@ -380,7 +338,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getSkypeForBusinessActivityUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Is Deleted,Deleted Date,Last Activity Date,"
         "Total Peer-to-peer Session Count,Total Organized Conference Count,"
@@ -403,7 +360,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getSkypeForBusinessDeviceUsageUserDetail",
         DAILY,
-        Subject.USER,
         UPN,
         "Report Refresh Date,User Principal Name,Last Activity Date,Used Windows,"
         "Used Windows Phone,Used Android Phone,Used iPhone,Used iPad,Report Period",
@@ -412,7 +368,6 @@ REPORTS: tuple[ReportDefinition, ...] = (
     ReportDefinition(
         "getOffice365GroupsActivityDetail",
         DAILY,
-        Subject.GROUP,
         ("Group Id",),
         "Report Refresh Date,Group Display Name,Is Deleted,Owner Principal Name,"
         "Last Activity Date,Group Type,Member Count,Guest Count,Exchange Received Email Count,"
@@ -425,345 +380,10 @@ REPORTS: tuple[ReportDefinition, ...] = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# Cells to values
-# --------------------------------------------------------------------------------------------
-
-_TRUE = frozenset({"true", "yes"})
-_FALSE = frozenset({"false", "no"})
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:$|[T ])")
-# A '+' with text on both sides joins two product names; ' + ' belongs to a name
-# ("ENTERPRISE MOBILITY + SECURITY E5").
-_PRODUCT_SEPARATOR = re.compile(r"(?<=\S)\+(?=\S)")
-
-
-class BadCell(ValueError):  # noqa: N818 - a signal, caught next to where it is raised
-    """A cell that does not hold its column's type."""
-
-
-# Cells repeat (a day, True/False, small counts): converting each distinct text once makes the
-# conversion a dictionary look-up for most cells. A BadCell is raised again, never cached.
-@lru_cache(maxsize=4096)
-def _to_date(cell: str) -> str:
-    match = _DATE.match(cell)
-    if not match:
-        raise BadCell(cell)
-    return match.group(1)
-
-
-@lru_cache(maxsize=64)
-def _to_boolean(cell: str) -> bool:
-    folded = cell.lower()
-    if folded in _TRUE:
-        return True
-    if folded in _FALSE:
-        return False
-    raise BadCell(cell)
-
-
-@lru_cache(maxsize=4096)
-def _to_integer(cell: str) -> int:
-    try:
-        return int(cell)
-    except ValueError:
-        pass
-    try:
-        number = float(cell.replace(",", ""))
-    except ValueError:
-        raise BadCell(cell) from None
-    if not number.is_integer():
-        raise BadCell(cell)
-    return int(number)
-
-
-def _to_products(cell: str) -> list[str]:
-    return [name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip()]
-
-
-CONVERTERS: dict[ColumnType, Callable[[str], Any]] = {
-    ColumnType.STRING: str,
-    ColumnType.DATE: _to_date,
-    ColumnType.BOOLEAN: _to_boolean,
-    ColumnType.INTEGER: _to_integer,
-    ColumnType.PRODUCTS: _to_products,
-}
-
-# Concealed names (graph-reference 5.6): 32 upper-case hex digits instead of a name or URL.
-CONCEALED_VALUE = re.compile(r"^[0-9A-F]{32}$")
-NAME_COLUMNS = (
-    "user_principal_name",
-    "owner_principal_name",
-    "site_url",
-    "group_display_name",
-    "group_id",
-)
-CONCEALMENT_SAMPLE = 50  # rows of each file checked for concealed names
 CONCEALED_SETTING = (
     'Microsoft 365 admin center > Settings > Org settings > Services > Reports: "Display '
     'concealed user, group, and site names in all reports"'
 )
-
-
-class ColumnPlan:
-    """How the columns of one served CSV header map to the stream's properties."""
-
-    def __init__(self, definition: ReportDefinition, header: list[str]) -> None:
-        types = definition.column_types
-        self.text_cells: list[tuple[int, str]] = []
-        self.typed_cells: list[tuple[int, str, Callable[[str], Any]]] = []
-        self.unknown: list[str] = []
-        served: set[str] = set()
-        for index, column in enumerate(header):
-            name = snake_case(column)
-            if name in types and name not in served:
-                served.add(name)
-                if types[name] is ColumnType.STRING:
-                    self.text_cells.append((index, name))
-                else:
-                    self.typed_cells.append((index, name, CONVERTERS[types[name]]))
-            elif name != "report_date":
-                self.unknown.append(column.strip())
-        self.missing = [column for column in definition.columns if snake_case(column) not in served]
-        self.absent = {name: None for name in types if name not in served}
-        self.width = len(header)
-        self.key = [snake_case(column) for column in definition.key]
-        self.names = [name for name in NAME_COLUMNS if name in served]
-
-
-@dataclass
-class ParseIssues:
-    """What a stream noticed in the files of one run, each logged once."""
-
-    logged: set[str] = field(default_factory=set)
-    bad_cells: dict[str, int] = field(default_factory=dict)
-    keyless_rows: int = 0
-    short_rows: int = 0
-
-
-class ReportStream(GraphStream):
-    """One usage report, configured by its `ReportDefinition`.
-
-    Records come from CSV files the run's `ReportScheduler` fetched and spooled, one file per
-    report day (or one snapshot), delivered in ascending day order. The bookmark (`report_date`)
-    moves only when a whole day has been emitted, so it never passes a day that was not delivered.
-    """
-
-    replication_key = "report_date"
-    is_sorted = True
-    # Records are built with exactly the schema's JSON types; the SDK's per-value conformance
-    # would only cost time (about 40 % of a large report's sync).
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
-    required_permissions = ("Reports.Read.All",)
-    supports_top = False
-    select_from_schema = False
-
-    def __init__(self, tap: TapMicrosoft365, definition: ReportDefinition) -> None:
-        self.definition = definition
-        self.path = f"/reports/{definition.function}"
-        super().__init__(tap=tap, name=definition.name, schema=definition.schema)
-        # GraphStream declares primary_keys per class; a report's come from its definition.
-        self.primary_keys = definition.key_properties  # type: ignore[misc]
-        self._issues = ParseIssues()
-
-    @property
-    def scheduler(self) -> ReportScheduler:
-        """The run's scheduler, shared by every report stream."""
-        return self.tap.report_scheduler
-
-    @property
-    def bookmark(self) -> date | None:
-        """The last day delivered by earlier runs."""
-        state = self.stream_state
-        value = state.get("replication_key_value")
-        if not value or state.get("replication_key") != self.replication_key:
-            return None
-        return date.fromisoformat(str(value)[:10])
-
-    @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        records = 0
-        delivered: list[date] = []
-        for delivery in self.scheduler.deliveries(self):
-            if delivery.path is not None:
-                for record in self._read(delivery):
-                    records += 1
-                    yield record
-            # Every record of the day has been emitted (or the day has none).
-            self._advance_bookmark(delivery.report_date)
-            delivered.append(delivery.report_date)
-        self._log_summary(delivered, records)
-
-    def _log_summary(self, delivered: list[date], records: int) -> None:
-        if delivered:
-            span = (
-                delivered[0].isoformat()
-                if len(delivered) == 1
-                else f"{delivered[0].isoformat()}..{delivered[-1].isoformat()}"
-            )
-            self.logger.info(
-                "%s: done, %s record(s) for %d report day(s) (%s); bookmark now %s",
-                self.name,
-                f"{records:,}",
-                len(delivered),
-                span,
-                delivered[-1].isoformat(),
-            )
-        else:
-            bookmark = self.bookmark
-            self.logger.info(
-                "%s: done, nothing new%s",
-                self.name,
-                f" after {bookmark.isoformat()}" if bookmark else "",
-            )
-
-    def _advance_bookmark(self, day: date) -> None:
-        """Move the bookmark to a fully delivered day and say so in a STATE message.
-
-        Records do not move the bookmark (see `_increment_stream_state`): a run stopped in the
-        middle of a day resumes with that whole day.
-        """
-        self.state_manager.increment_state(
-            {self.replication_key: day.isoformat()},
-            context=None,
-            replication_key=self.replication_key,
-        )
-        self._write_state_message()
-
-    @override
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        """Records do not move the bookmark; `_advance_bookmark` does, per complete day."""
-
-    def _read(self, delivery: Delivery) -> Iterator[dict[str, Any]]:
-        """The records of one spooled CSV file, row by row."""
-        assert delivery.path is not None  # noqa: S101 - checked by the caller
-        report_date = delivery.report_date.isoformat()
-        with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
-            # Strict: a quote that never closes is an error, not a field swallowing the rest.
-            reader = csv.reader(text, strict=True)
-            try:
-                header = next(reader, None)
-                if header is None:
-                    return
-                plan = self._plan(header)
-                # Concealment is tenant-wide: the first rows of a file show it, if anywhere.
-                watch = (
-                    CONCEALMENT_SAMPLE if plan.names and not self.scheduler.concealment_seen else 0
-                )
-                for row in reader:
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue
-                    record = self._record(plan, row, report_date)
-                    if record is None:
-                        continue
-                    if watch:
-                        watch = 0 if self._concealed(plan, record) else watch - 1
-                    yield record
-            except (csv.Error, UnicodeDecodeError) as exc:
-                what = (
-                    "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "is malformed"
-                )
-                msg = (
-                    f"{self.name}: the CSV file of {self.definition.function} for {report_date} "
-                    f"{what} (line {reader.line_num}: {exc}): it was damaged in transit or by a "
-                    "proxy; run again (the day is not bookmarked, so it is fetched again)"
-                )
-                raise GraphAPIError(msg) from None
-        delivery.discard()
-
-    def _plan(self, header: list[str]) -> ColumnPlan:
-        plan = ColumnPlan(self.definition, header)
-        missing_key = [column for column in self.definition.key if column in plan.missing]
-        if missing_key:
-            msg = (
-                f"{self.name}: Graph's {self.definition.function} no longer has the column(s) "
-                f"{', '.join(missing_key)} that identify its rows, so they cannot be keyed: "
-                "upgrade tap-microsoft365, or deselect this stream until a release supports "
-                "the new layout"
-            )
-            raise GraphAPIError(msg)
-        if plan.unknown:
-            self._once(
-                "unknown:" + ",".join(plan.unknown),
-                "%s: Graph's %s has column(s) this tap does not know: %s; they are not "
-                "extracted (a newer tap-microsoft365 may add them)",
-                self.name,
-                self.definition.function,
-                ", ".join(plan.unknown),
-            )
-        if plan.missing:
-            self._once(
-                "missing:" + ",".join(plan.missing),
-                "%s: Graph's %s no longer has the column(s) %s; they are null in this run",
-                self.name,
-                self.definition.function,
-                ", ".join(plan.missing),
-            )
-        return plan
-
-    def _once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._issues.logged:
-            self._issues.logged.add(key)
-            self.logger.warning(message, *args)
-
-    def _record(self, plan: ColumnPlan, row: list[str], report_date: str) -> dict[str, Any] | None:
-        record: dict[str, Any] = {"report_date": report_date, **plan.absent}
-        if len(row) < plan.width:
-            self._issues.short_rows += 1
-            self._once(
-                "short",
-                "%s: a row of %s has fewer cells than its header; the missing cells are null",
-                self.name,
-                self.definition.function,
-            )
-            row = row + [""] * (plan.width - len(row))
-        for index, name in plan.text_cells:
-            record[name] = row[index].strip() or None
-        for index, name, convert in plan.typed_cells:
-            cell = row[index].strip()
-            if not cell:
-                record[name] = None
-                continue
-            try:
-                record[name] = convert(cell)
-            except BadCell:
-                record[name] = None
-                self._bad_cell(name)
-        for name in plan.key:
-            if record[name] is None:
-                self._issues.keyless_rows += 1
-                self._once(
-                    "keyless",
-                    "%s: a row without %s was skipped: it cannot be keyed",
-                    self.name,
-                    " or ".join(plan.key),
-                )
-                return None
-        return record
-
-    def _bad_cell(self, name: str) -> None:
-        self._issues.bad_cells[name] = self._issues.bad_cells.get(name, 0) + 1
-        self._once(
-            f"cell:{name}",
-            "%s: column %s holds a value that is not a %s; such values are null",
-            self.name,
-            name,
-            self.definition.column_types[name].value,
-        )
-
-    def _concealed(self, plan: ColumnPlan, record: Mapping[str, Any]) -> bool:
-        for name in plan.names:
-            value = record.get(name)
-            if isinstance(value, str) and "@" not in value and CONCEALED_VALUE.match(value):
-                self.scheduler.report_concealment(self, name)
-                return True
-        return False
-
-
-def report_streams(tap: TapMicrosoft365) -> list[ReportStream]:
-    """One stream per report definition."""
-    return [ReportStream(tap, definition) for definition in REPORTS]
 
 
 def describe_concealment(stream: str, column: str, *, failing: bool) -> str:

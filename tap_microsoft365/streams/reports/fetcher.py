@@ -1,11 +1,12 @@
 """Fetch the usage report files of a whole run, concurrently, within Graph's limits.
 
-Graph allows 14 CSV calls per 10 minutes per report function (per app and tenant,
-graph-reference 2.8), and a 28-day backfill needs about 28 calls per report. The SDK syncs streams
-one after another, so fetching each report when its stream's turn comes would add up every
-report's wait. Instead, when the first report stream starts, the run's `ReportScheduler` starts one
-worker per selected report: each paces its own function's calls on its own budget, and spools every
-file it downloads to a compressed temporary file. Each stream then reads its own days, in order, as
+Graph allows 14 CSV calls per 10 minutes per report function, per app and tenant
+(https://learn.microsoft.com/graph/throttling-limits#reports-service-limits), and a 28-day
+backfill needs about 28 calls per report. The SDK syncs streams one after another, so fetching
+each report when its stream's turn comes would add up every report's wait. Instead, when the
+first report stream starts, the run's `ReportFetcher` starts one worker per selected report:
+each paces its own function's calls on its own budget, and spools every file it downloads to a
+compressed temporary file. Each stream then reads its own days, in order, as
 they become ready, so a backfill of 15 reports takes about as long as one.
 
 One report's work:
@@ -20,10 +21,13 @@ One report's work:
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
 
-Each call answers `302 Found` with a short-lived pre-authenticated URL on another host. It is
-followed by hand with a separate session and a request built without any `Authorization` header
-(the bearer token stays with Graph), and never logged. Throttling (429) waits as long as
-`Retry-After` asks, however often it comes: throttling never fails a run.
+Each call answers `302 Found` with a short-lived pre-authenticated URL on another host (some,
+such as the Copilot reports, answer 200 with the file). The URL is followed by hand on a
+download session with a request built without any `Authorization` header (the bearer token
+stays with Graph), and never logged. Every call and download goes through the run's
+`Transport`: its sessions, and its one retry loop (Retry-After honoured, `retry_max_attempts`
+and `retry_max_wait_seconds` for 429 too, a fresh token once after a 401, an unreachable host
+given up on once for every report).
 """
 
 from __future__ import annotations
@@ -34,8 +38,6 @@ import csv
 import gzip
 import io
 import logging
-import os
-import random
 import tempfile
 import threading
 import time
@@ -45,35 +47,42 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tap_microsoft365.auth import CLOUDS
-from tap_microsoft365.client import (
-    MAX_ATTEMPTS_ON_500,
-    USER_AGENT,
+from tap_microsoft365.errors import (
+    AuthenticationError,
+    ConcealedNamesError,
+    GraphAPIError,
+    PermissionDeniedError,
+)
+from tap_microsoft365.graph.transport import (
+    Retry,
+    StoppedError,
     correlation,
     describe_unparsable,
+    error_line,
+    gave_up_line,
     graph_error_fields,
     is_html,
-    retry_after_seconds,
+    permission_line,
+    refused_token_line,
+    tls_line,
 )
-from tap_microsoft365.errors import ConcealedNamesError, GraphAPIError, PermissionDeniedError
-from tap_microsoft365.retries import clock
-from tap_microsoft365.streams.reports import (
+from tap_microsoft365.streams.reports.definitions import (
     Parameters,
-    ReportStream,
     describe_concealment,
     snake_case,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
-    from tap_microsoft365.streams.reports import ReportDefinition
-    from tap_microsoft365.tap import TapMicrosoft365
+    from tap_microsoft365.graph.transport import Transport
+    from tap_microsoft365.retries import GiveUpError
+    from tap_microsoft365.streams.reports.definitions import ReportDefinition
 
 LOGGER_NAME = "tap-microsoft365"
 CALLS_PER_WINDOW = 14  # Graph's documented CSV limit per report function, app and tenant
@@ -85,7 +94,29 @@ PROGRESS_REPEAT_SECONDS = 60.0
 CHUNK_BYTES = 256 * 1024
 MAX_DOWNLOAD_REDIRECTS = 3
 PERMISSION_CODES = frozenset({"S2SUnauthorized", "Authorization_RequestDenied", "accessDenied"})
-OTHER_403_ATTEMPTS = 3  # an unexpected 403 on reports was once a Graph outage (graph-reference 5.5)
+
+
+class ReportSource(Protocol):
+    """What the fetcher needs of a report stream (stream.py's `ReportStream`)."""
+
+    name: str
+    definition: ReportDefinition
+    ABORT_AT_RECORD_COUNT: int | None
+
+    @property
+    def required_permissions(self) -> tuple[str, ...]:
+        """The application permissions that allow reading the report."""
+        ...
+
+    @property
+    def bookmark(self) -> date | None:
+        """The last day delivered by earlier runs."""
+        ...
+
+    @property
+    def selected(self) -> bool:
+        """Whether the catalog selects the stream."""
+        ...
 
 
 def oldest_requestable_day(refresh: date, graph_today: date | None) -> date:
@@ -202,7 +233,7 @@ class Pacer:
 class Job:
     """One report stream's fetching in this run."""
 
-    stream: ReportStream
+    stream: ReportSource
     bookmark: date | None
     pacer: Pacer
     due: int | None = None  # report days to fetch; None until the first call has sized it
@@ -236,44 +267,28 @@ class Outcome:
     not_kept: bool = False  # Graph no longer keeps the day (400 InvalidArgument)
 
 
-class _TransientError(Exception):
-    """A failure worth another call: network, 5xx, an expired or broken download."""
-
-    def __init__(self, message: str, response: requests.Response | None = None) -> None:
-        super().__init__(message)
-        self.response = response
-
-
-class _StoppedError(Exception):
-    """The run is ending."""
-
-
-@dataclass
-class _Retries:
-    """How one call has failed so far."""
-
-    started: float
-    attempts: int = 0
-    errors_500: int = 0
-    other_403: int = 0
-    renewed_token: bool = False
-
-
-class ReportScheduler:
+class ReportFetcher:
     """Fetches the due files of every selected report stream of one run."""
 
-    def __init__(self, tap: TapMicrosoft365) -> None:
-        self.tap = tap
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        transport: Transport,
+        *,
+        has_usage_reports: bool,
+        cloud: str,
+        streams: Callable[[], Iterable[ReportSource]],
+    ) -> None:
+        self.transport = transport
+        self.has_usage_reports = has_usage_reports
+        self.cloud = cloud
+        self.streams = streams
         self.logger = logging.getLogger(LOGGER_NAME)
-        config = tap.config
         self.calls_per_window = int(config.get("report_calls_per_window") or CALLS_PER_WINDOW)
         self.window_seconds = float(config.get("report_window_seconds") or WINDOW_SECONDS)
         self.concurrency = int(config.get("report_concurrency") or 8)
         self.spool_limit = int(config.get("report_spool_limit_mb") or 2048) * 1024 * 1024
         self.concealed_mode = str(config.get("concealed_names") or "warn")
-        self.timeout = float(config.get("request_timeout") or 300)
-        self.max_attempts = int(config.get("retry_max_attempts") or 8)
-        self.max_wait = float(config.get("retry_max_wait_seconds") or 900)
         self.start_date = parse_day(config.get("start_date"))
         self._cond = threading.Condition()
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -290,11 +305,10 @@ class ReportScheduler:
         self._last_line: str | None = None
         self._concealment_lock = threading.Lock()
         self.concealment_seen = False
-        self._local = threading.local()
 
     # -- what streams call -------------------------------------------------------------------
 
-    def deliveries(self, stream: ReportStream) -> Iterator[Delivery]:
+    def deliveries(self, stream: ReportSource) -> Iterator[Delivery]:
         """The stream's report days, oldest first, each as soon as it is fetched.
 
         Days fetched before a failure are delivered first (and bookmarked by the stream); the
@@ -328,7 +342,7 @@ class ReportScheduler:
             if self._consumed >= set(self._jobs):
                 self.close()
 
-    def report_concealment(self, stream: ReportStream, column: str) -> None:
+    def report_concealment(self, stream: ReportSource, column: str) -> None:
         """A report showed concealed names: warn once per run, or stop the run."""
         with self._concealment_lock:
             if self.concealment_seen:
@@ -353,13 +367,9 @@ class ReportScheduler:
         if self._started:
             return
         self._started = True
-        selected = [
-            stream
-            for stream in self.tap.streams.values()
-            if isinstance(stream, ReportStream) and stream.selected
-        ]
-        cloud = self.tap.cloud
-        if not CLOUDS[cloud].has_usage_reports:
+        selected = [stream for stream in self.streams() if stream.selected]
+        cloud = self.cloud
+        if not self.has_usage_reports:
             self._disabled = True
             self.logger.warning(
                 "Microsoft Graph offers no usage reports in the %s cloud (only in the global "
@@ -383,7 +393,7 @@ class ReportScheduler:
         for stream in selected:
             self._add_job(stream)
 
-    def _add_job(self, stream: ReportStream) -> Job:
+    def _add_job(self, stream: ReportSource) -> Job:
         job = Job(stream, stream.bookmark, Pacer(self.calls_per_window, self.window_seconds))
         self._jobs[stream.name] = job
         job.thread = threading.Thread(
@@ -407,7 +417,7 @@ class ReportScheduler:
                 self._fetch_days(job)
             else:
                 self._fetch_snapshot(job)
-        except _StoppedError:
+        except StoppedError:
             pass
         except BaseException as exc:  # handed to the stream, raised there
             job.error = exc
@@ -545,73 +555,57 @@ class ReportScheduler:
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
-            raise _StoppedError
+            raise StoppedError
 
     # -- one call, with pacing and retries (worker thread) ------------------------------------
 
     def _call(self, job: Job, params: str, keep: Callable[[date], bool]) -> Outcome:
         """Call the function with `params`, follow the redirect, and spool the file if `keep`
-        says so for its refresh date. Throttling is waited out, however long; other faults are
-        retried within retry_max_attempts and retry_max_wait_seconds."""
-        retries = _Retries(started=time.monotonic())
-        while True:
-            self._wait_for_budget(job)
-            try:
-                with self._slots:
-                    self._check_stop()
-                    job.pacer.start()
-                    try:
-                        response = self._send_graph(job, params)
-                    finally:
-                        job.pacer.finish()
-                    try:
-                        return self._answer(job, response, keep)
-                    finally:
-                        response.close()
-            except _TransientError as exc:
-                wait = self._after_failure(job, exc, retries)
-                if wait and self._stop.wait(wait):
-                    raise _StoppedError from None
+        says so for its refresh date; failures are retried by the transport's retry loop."""
+        renewed_token = False
 
-    def _after_failure(self, job: Job, exc: _TransientError, retries: _Retries) -> float:
-        """Seconds to wait before calling again, or raise when retrying is pointless."""
-        response = exc.response
-        status = response.status_code if response is not None else None
-        if response is not None and status == 429:
-            self._throttled(job, response)  # the pacer now waits for Retry-After
-            return 0.0
-        if status == 401 and not retries.renewed_token:
-            retries.renewed_token = True
-            self.tap.authenticator.invalidate_token()
-            return 0.0
-        if status == 403:
-            retries.other_403 += 1
-            if retries.other_403 >= OTHER_403_ATTEMPTS:
-                raise PermissionDeniedError(str(exc)) from None
-        if status == 500:
-            retries.errors_500 += 1
-        retries.attempts += 1
-        elapsed = time.monotonic() - retries.started
-        if (
-            retries.attempts >= self.max_attempts
-            or elapsed >= self.max_wait
-            or retries.errors_500 >= MAX_ATTEMPTS_ON_500
-        ):
-            msg = f"{exc}: still failing after {retries.attempts} attempt(s); run again later"
-            raise GraphAPIError(msg) from None
-        wait = retry_after_seconds(response)
-        if wait is None:
-            wait = random.uniform(0.5, 1.0) * min(60.0, 2.0 ** (retries.attempts - 1))
-        wait = min(wait, max(0.0, self.max_wait - elapsed))
-        self.logger.warning(
-            "%s; waiting %.1f s until %s, then attempt %d of %d",
-            exc,
-            wait,
-            clock(wait),
-            retries.attempts + 1,
-            self.max_attempts,
+        def attempt() -> Outcome:
+            nonlocal renewed_token
+            self._wait_for_budget(job)
+            with self._slots:
+                self._check_stop()
+                job.pacer.start()
+                try:
+                    response = self._send_graph(job, params)
+                finally:
+                    job.pacer.finish()
+                try:
+                    return self._answer(job, response, keep)
+                except Retry as retry:
+                    if retry.status == 401:
+                        if renewed_token:
+                            code, message = graph_error_fields(response)
+                            line = refused_token_line(job.name, response, code, message)
+                            raise AuthenticationError(line) from None
+                        renewed_token = True  # the transport fetches a fresh token
+                    raise
+                finally:
+                    response.close()
+
+        def give_up(retry: Retry, reason: GiveUpError) -> Exception:
+            if retry.status == 403:
+                return PermissionDeniedError(str(retry))
+            if retry.cause is not None and retry.host == self.transport.host:
+                return GraphAPIError(
+                    gave_up_line(job.name, retry.host, retry, reason, self.transport.timeout)
+                )
+            return GraphAPIError(f"{retry}: still failing {reason}; run again later")
+
+        def before_retry(retry: Retry, wait: float) -> None:
+            if retry.status == 429:  # no call of this report before Graph's Retry-After
+                job.pacer.block(wait)
+                with self._cond:
+                    job.waiting_until = time.monotonic() + wait
+                    job.waiting_for = "429"
+
+        return self.transport.retrying(
+            attempt, give_up=give_up, before_retry=before_retry, stop=self._stop
         )
-        return wait
 
     def _wait_for_budget(self, job: Job) -> None:
         while True:
@@ -628,62 +622,23 @@ class ReportScheduler:
             self.log_progress()
             self._stop.wait(min(ready_at - now, 1.0))
 
-    def _throttled(self, job: Job, response: requests.Response) -> None:
-        wait = retry_after_seconds(response)
-        if wait is None:
-            wait = self.window_seconds / self.calls_per_window
-        job.pacer.block(wait)
-        self.logger.info(
-            "%s: Graph throttled %s (429, %s; another app or run may share the budget); "
-            "waiting %.0f s as Retry-After asks, until %s",
-            job.name,
-            job.definition.function,
-            correlation(response),
-            wait,
-            _clock_text(time.monotonic() + wait),
-        )
-
-    def _session(self, kind: str) -> requests.Session:
-        """This worker thread's session for `kind` (graph or download)."""
-        session = getattr(self._local, kind, None)
-        if session is None:
-            session = requests.Session()
-            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            if bundle:
-                session.verify = bundle
-            setattr(self._local, kind, session)
-        return session
-
-    def _get(
-        self, kind: str, url: str, headers: dict[str, str], *, stream: bool
-    ) -> requests.Response:
-        """One GET, no redirects followed; proxies and CA bundle from the environment, but no
-        credentials from it (no netrc): only `headers` are sent."""
-        session = self._session(kind)
-        prepared = requests.Request("GET", url, headers=headers).prepare()
-        settings = session.merge_environment_settings(prepared.url, {}, stream, None, None)
-        return session.send(prepared, allow_redirects=False, timeout=self.timeout, **settings)
-
     def _send_graph(self, job: Job, params: str) -> requests.Response:
-        function = job.definition.function
-        call = f"{function}({params})" if params else function
-        url = f"{self.tap.graph_url}/v1.0/reports/{call}"
-        headers = {
-            "Authorization": f"Bearer {self.tap.authenticator.access_token}",
-            "User-Agent": USER_AGENT,
-            "client-request-id": str(uuid.uuid4()),
-        }
+        path = job.definition.url_path
+        call = f"{path}({params})" if params else path
+        url = f"{self.transport.base_url}/{call}"
+        host = self.transport.host
         try:
-            return self._get("graph", url, headers, stream=True)
-        except requests.exceptions.SSLError:
-            msg = (
-                f"{job.name}: TLS verification failed for {urlsplit(url).netloc}: if a proxy "
-                "inspects TLS, set REQUESTS_CA_BUNDLE to a file with its CA certificate"
+            return self.transport.get(
+                url,
+                headers={"client-request-id": self.transport.request_id()},
+                kind="graph",
+                authorized=True,
             )
-            raise GraphAPIError(msg) from None
+        except requests.exceptions.SSLError:
+            raise GraphAPIError(tls_line(job.name, host)) from None
         except requests.exceptions.RequestException as exc:
-            msg = f"{job.name}: GET /v1.0/reports/{call} failed ({type(exc).__name__})"
-            raise _TransientError(msg) from None
+            msg = f"{job.name}: GET /v1.0/{call} failed ({type(exc).__name__})"
+            raise Retry(msg, cause=exc, host=host) from None
 
     def _answer(
         self, job: Job, response: requests.Response, keep: Callable[[date], bool]
@@ -695,7 +650,7 @@ class ReportScheduler:
             location = response.headers.get("Location")
             if not location:
                 msg = f"{job.name}: Graph answered {status} without a download location"
-                raise _TransientError(msg, response)
+                raise Retry(msg)
             outcome = self._download(job, urljoin(response.url, location), keep)
             outcome.graph_today = graph_today
             return outcome
@@ -706,10 +661,10 @@ class ReportScheduler:
         if is_html(response):  # a proxy's page, not Graph's error (its 403 is no permission)
             page = describe_unparsable(response, job.name)
             if status in {429, 500, 502, 503, 504}:
-                raise _TransientError(page, response)
+                raise Retry(page, response=response, host=self.transport.host)
             raise GraphAPIError(page)
         code, message = graph_error_fields(response)
-        line = stream._error_line(response, code, message)  # the base stream's format
+        line = error_line(job.name, response, code, message)
         if status == 400 and code == "InvalidArgument" and "28 days" in message:
             return Outcome(not_kept=True, graph_today=graph_today)
         if status == 403 and (
@@ -717,14 +672,25 @@ class ReportScheduler:
             or "S2SUnauthorized" in message
             or "Invalid permission" in message
         ):
-            raise PermissionDeniedError(stream._permission_line(response, code, message))
-        if status == 403:
-            raise _TransientError(
-                stream._permission_line(response, code, message),
-                response,
+            raise PermissionDeniedError(
+                permission_line(job.name, response, code, message, stream.required_permissions)
             )
-        if status in {401, 429, 500, 502, 503, 504}:
-            raise _TransientError(line, response)
+        if status == 403:
+            # A 403 naming no missing permission has been a passing outage of Graph's
+            # reports: tried again, at most three times.
+            raise Retry(
+                permission_line(job.name, response, code, message, stream.required_permissions),
+                response=response,
+                host=self.transport.host,
+            )
+        if status == 429:
+            msg = (
+                f"{job.name}: Graph throttled {job.definition.function} (429, "
+                f"{correlation(response)}; another app or run may share the budget)"
+            )
+            raise Retry(msg, response=response, host=self.transport.host)
+        if status in {401, 500, 502, 503, 504}:
+            raise Retry(line, response=response, host=self.transport.host)
         raise GraphAPIError(line)
 
     @staticmethod
@@ -741,14 +707,17 @@ class ReportScheduler:
         """GET the pre-authenticated URL with no Authorization header; never log it."""
         url = location
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            host = urlsplit(url).netloc
             try:
-                response = self._get("download", url, {"User-Agent": USER_AGENT}, stream=True)
+                # No Authorization header: the URL is pre-authenticated, the token stays with
+                # Graph.
+                response = self.transport.get(url, headers={}, kind="download")
             except requests.exceptions.RequestException as exc:
                 msg = (
                     f"{job.name}: downloading {job.definition.function}'s file from "
                     f"{urlsplit(url).hostname} failed ({type(exc).__name__})"
                 )
-                raise _TransientError(msg) from None
+                raise Retry(msg, cause=exc, host=host) from None
             if "Authorization" in response.request.headers:  # pragma: no cover - by construction
                 response.close()
                 msg = f"{job.name}: refusing to send the Graph token to the download host"
@@ -763,10 +732,10 @@ class ReportScheduler:
                         f"{response.status_code} for {job.definition.function}'s file (the "
                         "link may have expired); asking Graph for a new one"
                     )
-                    raise _TransientError(msg)
+                    raise Retry(msg)
                 return self._save(job, response, keep)
         msg = f"{job.name}: too many redirects downloading {job.definition.function}'s file"
-        raise _TransientError(msg)
+        raise Retry(msg)
 
     def _save(self, job: Job, response: requests.Response, keep: Callable[[date], bool]) -> Outcome:
         """Read the header and first row; spool the whole file if `keep(refresh date)`."""
@@ -792,7 +761,7 @@ class ReportScheduler:
                 f"{job.name}: the download of {job.definition.function}'s file broke off "
                 f"({type(exc).__name__}); asking Graph for a new link"
             )
-            raise _TransientError(msg) from None
+            raise Retry(msg) from None
         return Outcome(refresh=refresh, path=path, size=path.stat().st_size)
 
     @staticmethod
@@ -870,4 +839,12 @@ class ReportScheduler:
         return "; ".join(parts)
 
 
-__all__ = ["Delivery", "ReportScheduler", "due_days", "oldest_requestable_day"]
+__all__ = [
+    "Delivery",
+    "Pacer",
+    "ReportFetcher",
+    "ReportSource",
+    "due_days",
+    "oldest_requestable_day",
+    "parse_day",
+]

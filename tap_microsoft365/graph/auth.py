@@ -6,19 +6,18 @@ than five minutes of its 60-90 minute life remain, so long runs renew before exp
 failures become one line with Entra ID's AADSTS code, its trace and correlation ids, and the fix.
 
 Passing faults at Entra ID (throttling, 5xx, resets, an AADSTS code documented as transient) are
-retried under the same policy as Graph calls (`retries.py`). MSAL replays a failed token call
-from its HTTP cache instead of asking again (a 400 for 60 s, a 429/5xx for its Retry-After,
-graph-reference 1.6), so a plain retry would only see the same failure again: the tap gives MSAL
-an HTTP client and an HTTP cache of its own, reads the real status and Retry-After through the
-former, and empties the latter before each retry.
+retried by the run's transport, under the same policy as Graph calls (graph/transport.py). MSAL
+replays a failed token call from its HTTP cache instead of asking again (a 400 for 60 s, a
+429/5xx for its Retry-After: `msal.throttled_http_client`), so a plain retry would only see the
+same failure again: the tap gives MSAL an HTTP client (on the transport's session, so the same
+CA bundle and proxies apply) and an HTTP cache of its own, reads the real status and Retry-After
+through the former, and empties the latter before each retry.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,31 +28,22 @@ import msal.authority
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from singer_sdk.authenticators import APIAuthenticatorBase
 
 from tap_microsoft365 import redaction
 from tap_microsoft365.errors import AuthenticationError, SettingsError
-from tap_microsoft365.retries import (
-    GiveUpError,
-    RetryPolicy,
-    is_unreachable,
-    retry_after_seconds,
-)
+from tap_microsoft365.graph.transport import Retry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from typing_extensions import override
-else:
-    try:
-        from typing import override
-    except ImportError:  # Python 3.11
-        from typing_extensions import override
+    from tap_microsoft365.graph.transport import Transport
+    from tap_microsoft365.retries import GiveUpError
 
 
 @dataclass(frozen=True)
 class Cloud:
-    """The Entra ID and Graph hosts of one Microsoft cloud (graph-reference 1.1)."""
+    """The Entra ID and Graph hosts of one Microsoft cloud
+    (https://learn.microsoft.com/graph/deployments)."""
 
     authority_host: str
     graph_url: str
@@ -71,7 +61,8 @@ CLOUDS: dict[str, Cloud] = {
 
 PORTAL_SECRETS = "Entra ID > App registrations > your app > Certificates & secrets"
 
-# What to do for the AADSTS codes an operator actually meets (graph-reference 1.5).
+# What to do for the AADSTS codes an operator actually meets
+# (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
 _AADSTS_FIXES: dict[int, str] = {
     7000215: (
         "the client secret is wrong: set client_secret to the secret's Value (shown once when "
@@ -114,10 +105,9 @@ _AADSTS_FIXES: dict[int, str] = {
     ),
 }
 
-# AADSTS codes Entra ID documents as transient service errors or throttling (graph-reference
-# 1.5): retried like a 503.
+# AADSTS codes Entra ID documents as transient service errors or throttling
+# (https://learn.microsoft.com/entra/identity-platform/reference-error-codes): retried like a 503.
 TRANSIENT_AADSTS = frozenset({90006, 90024, 90033, 90055})
-LOGGER = logging.getLogger("tap-microsoft365")
 T = TypeVar("T")
 
 
@@ -214,16 +204,16 @@ class ProxyPageError(Exception):
 
 
 class EntraHttpClient:
-    """The HTTP client MSAL calls Entra ID through: a `requests` session with a timeout.
+    """The HTTP client MSAL calls Entra ID through: the transport's Entra session, with a timeout.
 
     Given to MSAL so that the tap sees what MSAL does not pass on: the status, Retry-After and
     ids of the last answer (MSAL turns a 5xx into a bare "HTTP Error: 503"). A web page in place
-    of Entra's JSON raises `ProxyPageError` before MSAL tries to parse (and log) it. Being a plain
-    session, it honours HTTPS_PROXY/NO_PROXY and REQUESTS_CA_BUNDLE like MSAL's own would.
+    of Entra's JSON raises `ProxyPageError` before MSAL tries to parse (and log) it. The session
+    honours HTTPS_PROXY/NO_PROXY and the CA bundle like every other call of the tap.
     """
 
-    def __init__(self, timeout: float) -> None:
-        self.session = requests.Session()
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self.session = session
         self.timeout = timeout
         self.last: requests.Response | None = None
 
@@ -246,10 +236,6 @@ class EntraHttpClient:
         kwargs.setdefault("timeout", self.timeout)
         return self._done(self.session.get(url, **kwargs))
 
-    def close(self) -> None:
-        """Close the session."""
-        self.session.close()
-
 
 def entra_ids(response: requests.Response | None) -> str:
     """The ids Microsoft support asks for, from an Entra ID answer."""
@@ -271,19 +257,21 @@ def entra_ids(response: requests.Response | None) -> str:
     return f"trace id {trace}, correlation id {correlation}"
 
 
-class _TransientEntraError(Exception):
-    """A failure of Entra ID worth another attempt."""
+def entra_retry(
+    line: str, response: requests.Response | None, host: str, cause: BaseException | None = None
+) -> Retry:
+    """A failure of Entra ID worth another attempt, logged with the ids support asks for."""
+    return Retry(
+        line,
+        response=response,
+        cause=cause,
+        host=host,
+        log_line=f"{line} ({entra_ids(response)})",
+    )
 
-    def __init__(
-        self, line: str, response: requests.Response | None, *, unreachable: bool = False
-    ) -> None:
-        super().__init__(line)
-        self.response = response
-        self.unreachable = unreachable  # no connection could be made at all
 
-
-class GraphAuthenticator(APIAuthenticatorBase):
-    """Adds an app-only Graph bearer token to each request."""
+class GraphAuthenticator:
+    """App-only Graph bearer tokens for the run's transport (one MSAL app, one token cache)."""
 
     def __init__(
         self,
@@ -292,21 +280,18 @@ class GraphAuthenticator(APIAuthenticatorBase):
         client_id: str,
         authority_host: str,
         graph_url: str,
+        transport: Transport,
         client_secret: str | None = None,
         client_certificate: ClientCertificate | None = None,
-        timeout: float = 60,
-        retry_policy: RetryPolicy | None = None,
     ) -> None:
-        super().__init__()
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
         self.scopes = [f"{graph_url.rstrip('/')}/.default"]
         self._client_secret = client_secret
         self._client_certificate = client_certificate
-        self._timeout = timeout
-        self._retry_policy = retry_policy or RetryPolicy()
-        self._http = EntraHttpClient(timeout)
+        self._transport = transport
+        self._http = EntraHttpClient(transport.entra_session, transport.timeout)
         # MSAL's HTTP cache (it replays failed token calls from it): ours, to empty it before a
         # retry. It holds no token and no secret (MSAL keys it by hashes).
         self._http_cache: dict[str, Any] = {}
@@ -386,64 +371,52 @@ class GraphAuthenticator(APIAuthenticatorBase):
         )
 
     def _with_retries(self, call: Callable[[], T]) -> T:
-        """Run an MSAL call, retrying Entra ID's passing faults; others become one line."""
-        retries = self._retry_policy.start()
-        while True:
+        """Run an MSAL call through the transport's retry loop; Entra ID's passing faults are
+        tried again, others become one line."""
+
+        def attempt() -> T:
             self._http.last = None
-            try:
-                return self._classified(call)
-            except _TransientEntraError as exc:
-                response = exc.response
-                retry_after = retry_after_seconds(response)
-                unreachable = exc.unreachable
-                try:
-                    wait = retries.next_wait(
-                        status=response.status_code if response is not None else None,
-                        retry_after=retry_after,
-                        unreachable=unreachable,
-                    )
-                except GiveUpError as give_up:
-                    msg = (
-                        f"{exc} ({give_up})"
-                        if unreachable
-                        else f"{exc} ({entra_ids(response)}): still failing {give_up}; run "
-                        "again later"
-                    )
-                    raise AuthenticationError(msg) from None
-                LOGGER.warning(
-                    "%s (%s); %s",
-                    exc,
-                    entra_ids(response),
-                    retries.describe_wait(wait, retry_after=retry_after is not None),
-                )
-                # Without this MSAL would replay the failure from its cache, not ask again.
-                self._http_cache.clear()
-                time.sleep(wait)
+            return self._classified(call)
+
+        def give_up(retry: Retry, reason: GiveUpError) -> AuthenticationError:
+            msg = (
+                f"{retry} ({reason})"
+                if retry.unreachable
+                else f"{retry} ({entra_ids(retry.response)}): still failing {reason}; run "
+                "again later"
+            )
+            return AuthenticationError(msg)
+
+        def before_retry(retry: Retry, wait: float) -> None:
+            # Without this MSAL would replay the failure from its cache, not ask again.
+            self._http_cache.clear()
+
+        return self._transport.retrying(attempt, give_up=give_up, before_retry=before_retry)
 
     def _classified(self, call: Callable[[], T]) -> T:
-        """Run an MSAL call once: transient faults raise `_TransientEntraError`, permanent
+        """Run an MSAL call once: transient faults raise `Retry`, permanent
         ones `AuthenticationError`; a token error body that is not transient is returned."""
         try:
             outcome = call()
         except ProxyPageError as exc:
             if exc.response.status_code == 429 or exc.response.status_code >= 500:
-                raise _TransientEntraError(
-                    self._describe_proxy_page(exc.response), exc.response
+                raise entra_retry(
+                    self._describe_proxy_page(exc.response), exc.response, self.host
                 ) from None
             raise AuthenticationError(self._describe_proxy_page(exc.response)) from None
         except requests.exceptions.SSLError as exc:
             raise AuthenticationError(self._describe_network_failure(exc)) from None
         except requests.exceptions.RequestException as exc:
-            if is_unreachable(exc):
-                line = self._describe_network_failure(exc)
-                raise _TransientEntraError(line, None, unreachable=True) from None
-            line = f"Entra ID at {self.host}: {type(exc).__name__} on the connection"
-            raise _TransientEntraError(line, None) from None
+            retry = entra_retry(self._describe_network_failure(exc), None, self.host, exc)
+            if not retry.unreachable:
+                line = f"Entra ID at {self.host}: {type(exc).__name__} on the connection"
+                retry = entra_retry(line, None, self.host, exc)
+            raise retry from None
         except msal.exceptions.MsalServiceError:
             response = self._http.last  # MSAL raises this for a 5xx
             status = str(response.status_code) if response is not None else "5xx"
             line = f"Entra ID at {self.host} answered {status}"
-            raise _TransientEntraError(line, response) from None
+            raise entra_retry(line, response, self.host) from None
         if isinstance(outcome, dict) and outcome.get("error"):
             response = self._http.last
             codes = {int(code) for code in outcome.get("error_codes") or [] if str(code).isdigit()}
@@ -458,7 +431,7 @@ class GraphAuthenticator(APIAuthenticatorBase):
                     f"Entra ID at {self.host} answered {answered} {outcome.get('error')}: "
                     f"{description[0].strip() if description else 'no description'}"
                 )
-                raise _TransientEntraError(line, response)
+                raise entra_retry(line, response, self.host)
         return outcome
 
     @property
@@ -489,9 +462,3 @@ class GraphAuthenticator(APIAuthenticatorBase):
             cache = self._app.token_cache
             for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 cache.remove_at(item)
-
-    @override
-    def authenticate_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        # Set the header only: the base class would re-encode the query string (sdk-notes G3).
-        request.headers["Authorization"] = f"Bearer {self.access_token}"
-        return request

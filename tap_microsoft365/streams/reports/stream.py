@@ -1,0 +1,375 @@
+"""A usage report as a stream: the CSV files the fetcher spooled, turned into records.
+
+Records come from the files `ReportFetcher` (fetcher.py) fetched and spooled, one file per report
+day (or one snapshot), delivered in ascending day order. Cells become typed values by the
+column's type (definitions.py); the bookmark (`report_date`) moves only when a whole day has been
+emitted, so it never passes a day that was not delivered.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import re
+from datetime import date
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_microsoft365.errors import GraphAPIError
+from tap_microsoft365.sdk_compat import write_state_message
+from tap_microsoft365.streams.base import GraphServices, GraphStream
+from tap_microsoft365.streams.reports.definitions import (
+    ColumnType,
+    ReportDefinition,
+    snake_case,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+    from typing_extensions import override
+
+    from tap_microsoft365.streams.reports.fetcher import Delivery, ReportFetcher
+else:
+    try:
+        from typing import override
+    except ImportError:  # Python 3.11
+        from typing_extensions import override
+
+
+class ReportServices(GraphServices, Protocol):
+    """What report streams share besides the transport: the run's report fetcher."""
+
+    @property
+    def report_fetcher(self) -> ReportFetcher:
+        """Fetches every selected report's files, concurrently within Graph's limits."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Cells to values
+# --------------------------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "yes"})
+_FALSE = frozenset({"false", "no"})
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:$|[T ])")
+# A '+' with text on both sides joins two product names; ' + ' belongs to a name
+# ("ENTERPRISE MOBILITY + SECURITY E5").
+_PRODUCT_SEPARATOR = re.compile(r"(?<=\S)\+(?=\S)")
+
+
+class BadCell(ValueError):  # noqa: N818 - a signal, caught next to where it is raised
+    """A cell that does not hold its column's type."""
+
+
+# Cells repeat (a day, True/False, small counts): converting each distinct text once makes the
+# conversion a dictionary look-up for most cells. A BadCell is raised again, never cached.
+@lru_cache(maxsize=4096)
+def _to_date(cell: str) -> str:
+    match = _DATE.match(cell)
+    if not match:
+        raise BadCell(cell)
+    return match.group(1)
+
+
+@lru_cache(maxsize=64)
+def _to_boolean(cell: str) -> bool:
+    folded = cell.lower()
+    if folded in _TRUE:
+        return True
+    if folded in _FALSE:
+        return False
+    raise BadCell(cell)
+
+
+@lru_cache(maxsize=4096)
+def _to_integer(cell: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        pass
+    try:
+        number = float(cell.replace(",", ""))
+    except ValueError:
+        raise BadCell(cell) from None
+    if not number.is_integer():
+        raise BadCell(cell)
+    return int(number)
+
+
+def _to_products(cell: str) -> list[str]:
+    return [name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip()]
+
+
+CONVERTERS: dict[ColumnType, Callable[[str], Any]] = {
+    ColumnType.STRING: str,
+    ColumnType.DATE: _to_date,
+    ColumnType.BOOLEAN: _to_boolean,
+    ColumnType.INTEGER: _to_integer,
+    ColumnType.PRODUCTS: _to_products,
+}
+
+# Concealed names: 32 upper-case hex digits instead of a name or URL
+# (https://learn.microsoft.com/microsoft-365/admin/activity-reports/activity-reports).
+CONCEALED_VALUE = re.compile(r"^[0-9A-F]{32}$")
+NAME_COLUMNS = (
+    "user_principal_name",
+    "owner_principal_name",
+    "site_url",
+    "group_display_name",
+    "group_id",
+)
+CONCEALMENT_SAMPLE = 50  # rows of each file checked for concealed names
+
+
+class ColumnPlan:
+    """How the columns of one served CSV header map to the stream's properties."""
+
+    def __init__(self, definition: ReportDefinition, header: list[str]) -> None:
+        types = definition.column_types
+        self.text_cells: list[tuple[int, str]] = []
+        self.typed_cells: list[tuple[int, str, Callable[[str], Any]]] = []
+        self.unknown: list[str] = []
+        served: set[str] = set()
+        for index, column in enumerate(header):
+            name = snake_case(column)
+            if name in types and name not in served:
+                served.add(name)
+                if types[name] is ColumnType.STRING:
+                    self.text_cells.append((index, name))
+                else:
+                    self.typed_cells.append((index, name, CONVERTERS[types[name]]))
+            elif name != "report_date":
+                self.unknown.append(column.strip())
+        self.missing = [column for column in definition.columns if snake_case(column) not in served]
+        self.absent = {name: None for name in types if name not in served}
+        self.width = len(header)
+        self.key = [snake_case(column) for column in definition.key]
+        self.names = [name for name in NAME_COLUMNS if name in served]
+
+
+class ReportStream(GraphStream):
+    """One usage report, configured by its `ReportDefinition`.
+
+    Records come from CSV files the run's `ReportScheduler` fetched and spooled, one file per
+    report day (or one snapshot), delivered in ascending day order. The bookmark (`report_date`)
+    moves only when a whole day has been emitted, so it never passes a day that was not delivered.
+    """
+
+    replication_key = "report_date"
+    is_sorted = True
+    # Records are built with exactly the schema's JSON types; the SDK's per-value conformance
+    # would only cost time (about 40 % of a large report's sync).
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    required_permissions = ("Reports.Read.All",)
+    supports_top = False
+    select_from_schema = False
+
+    # Records do not move the bookmark; `_advance_bookmark` does, per complete day.
+    bookmarks_follow_records = False
+
+    def __init__(self, tap: Tap, services: ReportServices, definition: ReportDefinition) -> None:
+        self.definition = definition
+        self.report_services = services
+        self.path = f"/{definition.url_path}"
+        super().__init__(tap, services, name=definition.name, schema=definition.schema)
+        # GraphStream declares primary_keys per class; a report's come from its definition.
+        self.primary_keys = definition.key_properties  # type: ignore[misc]
+        self._logged: set[str] = set()  # what this run's files showed, each said once
+
+    @property
+    def fetcher(self) -> ReportFetcher:
+        """The run's report fetcher, shared by every report stream."""
+        return self.report_services.report_fetcher
+
+    @property
+    def bookmark(self) -> date | None:
+        """The last day delivered by earlier runs."""
+        state = self.stream_state
+        value = state.get("replication_key_value")
+        if not value or state.get("replication_key") != self.replication_key:
+            return None
+        return date.fromisoformat(str(value)[:10])
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        records = 0
+        delivered: list[date] = []
+        for delivery in self.fetcher.deliveries(self):
+            if delivery.path is not None:
+                for record in self._read(delivery):
+                    records += 1
+                    yield record
+            # Every record of the day has been emitted (or the day has none).
+            self._advance_bookmark(delivery.report_date)
+            delivered.append(delivery.report_date)
+        self._log_summary(delivered, records)
+
+    def _log_summary(self, delivered: list[date], records: int) -> None:
+        if delivered:
+            span = (
+                delivered[0].isoformat()
+                if len(delivered) == 1
+                else f"{delivered[0].isoformat()}..{delivered[-1].isoformat()}"
+            )
+            self.logger.info(
+                "%s: done, %s record(s) for %d report day(s) (%s); bookmark now %s",
+                self.name,
+                f"{records:,}",
+                len(delivered),
+                span,
+                delivered[-1].isoformat(),
+            )
+        else:
+            bookmark = self.bookmark
+            self.logger.info(
+                "%s: done, nothing new%s",
+                self.name,
+                f" after {bookmark.isoformat()}" if bookmark else "",
+            )
+
+    def _advance_bookmark(self, day: date) -> None:
+        """Move the bookmark to a fully delivered day and say so in a STATE message.
+
+        Records do not move the bookmark (`bookmarks_follow_records`): a run stopped in the
+        middle of a day resumes with that whole day.
+        """
+        self.state_manager.increment_state(
+            {self.replication_key: day.isoformat()},
+            context=None,
+            replication_key=self.replication_key,
+        )
+        write_state_message(self)
+
+    def _read(self, delivery: Delivery) -> Iterator[dict[str, Any]]:
+        """The records of one spooled CSV file, row by row."""
+        assert delivery.path is not None  # noqa: S101 - checked by the caller
+        report_date = delivery.report_date.isoformat()
+        with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
+            # Strict: a quote that never closes is an error, not a field swallowing the rest.
+            reader = csv.reader(text, strict=True)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    return
+                plan = self._plan(header)
+                # Concealment is tenant-wide: the first rows of a file show it, if anywhere.
+                watch = (
+                    CONCEALMENT_SAMPLE if plan.names and not self.fetcher.concealment_seen else 0
+                )
+                for row in reader:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    record = self._record(plan, row, report_date)
+                    if record is None:
+                        continue
+                    if watch:
+                        watch = 0 if self._concealed(plan, record) else watch - 1
+                    yield record
+            except (csv.Error, UnicodeDecodeError) as exc:
+                what = (
+                    "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "is malformed"
+                )
+                msg = (
+                    f"{self.name}: the CSV file of {self.definition.function} for {report_date} "
+                    f"{what} (line {reader.line_num}: {exc}): it was damaged in transit or by a "
+                    "proxy; run again (the day is not bookmarked, so it is fetched again)"
+                )
+                raise GraphAPIError(msg) from None
+        delivery.discard()
+
+    def _plan(self, header: list[str]) -> ColumnPlan:
+        plan = ColumnPlan(self.definition, header)
+        missing_key = [column for column in self.definition.key if column in plan.missing]
+        if missing_key:
+            msg = (
+                f"{self.name}: Graph's {self.definition.function} no longer has the column(s) "
+                f"{', '.join(missing_key)} that identify its rows, so they cannot be keyed: "
+                "upgrade tap-microsoft365, or deselect this stream until a release supports "
+                "the new layout"
+            )
+            raise GraphAPIError(msg)
+        if plan.unknown:
+            self._once(
+                "unknown:" + ",".join(plan.unknown),
+                "%s: Graph's %s has column(s) this tap does not know: %s; they are not "
+                "extracted (a newer tap-microsoft365 may add them)",
+                self.name,
+                self.definition.function,
+                ", ".join(plan.unknown),
+            )
+        if plan.missing:
+            self._once(
+                "missing:" + ",".join(plan.missing),
+                "%s: Graph's %s no longer has the column(s) %s; they are null in this run",
+                self.name,
+                self.definition.function,
+                ", ".join(plan.missing),
+            )
+        return plan
+
+    def _once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            self.logger.warning(message, *args)
+
+    def _record(self, plan: ColumnPlan, row: list[str], report_date: str) -> dict[str, Any] | None:
+        record: dict[str, Any] = {"report_date": report_date, **plan.absent}
+        if len(row) < plan.width:
+            self._once(
+                "short",
+                "%s: a row of %s has fewer cells than its header; the missing cells are null",
+                self.name,
+                self.definition.function,
+            )
+            row = row + [""] * (plan.width - len(row))
+        for index, name in plan.text_cells:
+            record[name] = row[index].strip() or None
+        for index, name, convert in plan.typed_cells:
+            cell = row[index].strip()
+            if not cell:
+                record[name] = None
+                continue
+            try:
+                record[name] = convert(cell)
+            except BadCell:
+                record[name] = None
+                self._bad_cell(name)
+        for name in plan.key:
+            if record[name] is None:
+                self._once(
+                    "keyless",
+                    "%s: a row without %s was skipped: it cannot be keyed",
+                    self.name,
+                    " or ".join(plan.key),
+                )
+                return None
+        return record
+
+    def _bad_cell(self, name: str) -> None:
+        self._once(
+            f"cell:{name}",
+            "%s: column %s holds a value that is not a %s; such values are null",
+            self.name,
+            name,
+            self.definition.column_types[name].value,
+        )
+
+    def _concealed(self, plan: ColumnPlan, record: Mapping[str, Any]) -> bool:
+        for name in plan.names:
+            value = record.get(name)
+            if isinstance(value, str) and "@" not in value and CONCEALED_VALUE.match(value):
+                self.fetcher.report_concealment(self, name)
+                return True
+        return False
+
+
+def report_streams(
+    tap: Tap, services: ReportServices, definitions: Iterable[ReportDefinition]
+) -> list[ReportStream]:
+    """One stream per report definition."""
+    return [ReportStream(tap, services, definition) for definition in definitions]
