@@ -2,7 +2,7 @@
 
 Complex types Graph reuses across resources (assignedPlan, servicePlanInfo, ...) are defined once
 here and composed into the resource schemas, so a nested object is typed, never a JSON string.
-Sources: Microsoft Graph v1.0 resource pages (graph-reference sections 3 and 4).
+Sources: Microsoft Graph v1.0 resource pages (https://learn.microsoft.com/graph/api/overview).
 """
 
 from __future__ import annotations
@@ -249,7 +249,8 @@ GROUP_PROPERTIES = (
     ),
 )
 
-# Streams read through Graph delta query also report removals (graph-reference 4.4). Names
+# Streams read through Graph delta query also report removals (`@removed`,
+# https://learn.microsoft.com/graph/delta-query-overview). Names
 # starting with `_` are the tap's own and never go into `$select`.
 REMOVAL_PROPERTIES = (
     th.Property(

@@ -20,7 +20,7 @@ _StandardTests = get_tap_test_class(
 
 
 class TestTapMicrosoft365(_StandardTests):  # type: ignore[misc, valid-type]
-    """The standard suite, plus the primary-key uniqueness check it lacks (sdk-notes 3.4)."""
+    """The standard suite, plus a primary-key uniqueness check (the SDK's suite has none)."""
 
     def test_primary_keys_are_unique(self, runner) -> None:
         for stream, records in runner.records.items():

@@ -1,7 +1,8 @@
 """The usage-report part of the Graph emulator, checked against the documented Graph behaviour.
 
 Most tests drive `ReportService` directly (call -> 302 -> download); one goes over real HTTPS
-through `GraphEmulator`. References: shared/graph-reference.md sections 2.5, 2.8 and 5.
+through `GraphEmulator`. References: https://learn.microsoft.com/graph/api/resources/report
+and https://learn.microsoft.com/graph/throttling-limits#reports-service-limits.
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def test_every_report_redirects_then_serves_the_documented_header(function: str)
 
 
 def test_header_lines_are_the_documented_ones() -> None:
-    # Spot checks against graph-reference 5.3, written out independently of reports.py.
+    # Spot checks against the functions' pages under
+    # https://learn.microsoft.com/graph/api/resources/report, written out independently of the
+    # tap's report definitions.
     assert HEADERS["getOffice365ActiveUserDetail"].split(",")[-1] == "Assigned Products"
     assert len(HEADERS["getOffice365ActiveUserDetail"].split(",")) == 24
     assert len(HEADERS["getTeamsUserActivityUserDetail"].split(",")) == 33

@@ -66,7 +66,8 @@ DELTA_LINK_OBTAINED_AT = "delta_link_obtained_at"
 TABLE_VERSION = "table_version"
 SELECT_FINGERPRINT = "select_fingerprint"
 
-# Error codes with which Graph asks for a fresh initial round (errors.md, delta-query-overview).
+# Error codes with which Graph asks for a fresh initial round
+# (https://learn.microsoft.com/graph/delta-query-overview).
 RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 # How long Graph keeps delta state for directory objects.
 DIRECTORY_DELTA_DAYS = 7
