@@ -155,7 +155,7 @@ class ColumnPlan:
 class ReportStream(GraphStream):
     """One usage report, configured by its `ReportDefinition`.
 
-    Records come from CSV files the run's `ReportScheduler` fetched and spooled, one file per
+    Records come from CSV files the run's `ReportFetcher` fetched and spooled, one file per
     report day (or one snapshot), delivered in ascending day order. The bookmark (`report_date`)
     moves only when a whole day has been emitted, so it never passes a day that was not delivered.
     """
