@@ -82,7 +82,7 @@ def test_private_sdk_names_are_used_only_in_sdk_compat() -> None:
             if isinstance(node, ast.Attribute | ast.FunctionDef):
                 name = node.attr if isinstance(node, ast.Attribute) else node.name
             if name in PRIVATE_SDK_NAMES and name not in allowed:
-                offenders.append(f"{relative}:{node.lineno} {name}")
+                offenders.append(f"{relative}:{getattr(node, 'lineno', '?')} {name}")
             if (
                 isinstance(node, ast.ImportFrom)
                 and (node.module or "").startswith("singer_sdk")

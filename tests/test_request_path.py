@@ -40,6 +40,7 @@ def test_unreachable_graph_ends_the_run_within_seconds(
     # through a proxy on a closed port, so no connection to it can be made; Entra ID
     # (127.0.0.1) is reached directly.
     graph_url = emu.graph_url.replace("127.0.0.1", "localhost")
+    assert emu.login is not None
     emu.login.graph_url = graph_url
     config = emu.config(graph_url=graph_url, **RECENT_START)
     started = time.monotonic()

@@ -9,9 +9,9 @@ Passing faults at Entra ID (throttling, 5xx, resets, an AADSTS code documented a
 retried by the run's transport, under the same policy as Graph calls (graph/transport.py). MSAL
 replays a failed token call from its HTTP cache instead of asking again (a 400 for 60 s, a
 429/5xx for its Retry-After: `msal.throttled_http_client`), so a plain retry would only see the
-same failure again: the tap gives MSAL an HTTP client (on the transport's session, so the same
-CA bundle and proxies apply) and an HTTP cache of its own, reads the real status and Retry-After
-through the former, and empties the latter before each retry.
+same failure again: the tap gives MSAL an HTTP client (on the transport's Entra ID session, so
+the same CA bundle and proxies apply) and an HTTP cache of its own, reads the real status and
+Retry-After through the former, and empties the latter before each retry.
 """
 
 from __future__ import annotations
