@@ -665,9 +665,9 @@ class ReportScheduler:
         return session.send(prepared, allow_redirects=False, timeout=self.timeout, **settings)
 
     def _send_graph(self, job: Job, params: str) -> requests.Response:
-        function = job.definition.function
-        call = f"{function}({params})" if params else function
-        url = f"{self.tap.graph_url}/v1.0/reports/{call}"
+        path = job.definition.path
+        call = f"{path}({params})" if params else path
+        url = f"{self.tap.graph_url}/v1.0/{call}"
         headers = {
             "Authorization": f"Bearer {self.tap.authenticator.access_token}",
             "User-Agent": USER_AGENT,
@@ -682,7 +682,7 @@ class ReportScheduler:
             )
             raise GraphAPIError(msg) from None
         except requests.exceptions.RequestException as exc:
-            msg = f"{job.name}: GET /v1.0/reports/{call} failed ({type(exc).__name__})"
+            msg = f"{job.name}: GET /v1.0/{call} failed ({type(exc).__name__})"
             raise _TransientError(msg) from None
 
     def _answer(

@@ -25,6 +25,7 @@ from tap_microsoft365.retries import RetryPolicy
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports import report_streams
+from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
 from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
@@ -415,6 +416,7 @@ class TapMicrosoft365(Tap):
             *(stream_class(tap=self) for stream_class in DIRECTORY_STREAMS),
             LicenseAssignmentsStream(tap=self),
             *report_streams(self),
+            UserSignInActivityStream(tap=self),
         ]
 
 

@@ -91,8 +91,11 @@ def error_of(response: EmulatorResponse) -> dict[str, Any]:
 @pytest.mark.parametrize("function", sorted(REPORTS))
 def test_every_report_redirects_then_serves_the_documented_header(function: str) -> None:
     service = make_service()
+    service.copilot_redirect = True  # its documented 200 is checked in test_emulator_coverage
     call = f"{function}(period='D7')" if REPORTS[function].parameters else function
-    response = service.handle_call(call, request(client_request_id="abc"))
+    response = service.handle_call(
+        call, request(client_request_id="abc"), REPORTS[function].base
+    )
     assert response.status == 302
     assert response.headers["Content-Type"] == "text/plain"
     assert response.headers["client-request-id"] == "abc"
