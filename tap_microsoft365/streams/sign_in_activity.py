@@ -62,7 +62,9 @@ HOW_TO_ENABLE = (
     "it needs the application permission AuditLog.Read.All (Entra ID > App registrations > "
     "your app > API permissions > Add a permission > Microsoft Graph > Application permissions "
     "> AuditLog.Read.All, then Grant admin consent) and a Microsoft Entra ID P1 or P2 license "
-    "in the tenant; deselect user_sign_in_activity to silence this warning"
+    "in the tenant (Entra admin center > Overview shows the tenant's license; P1 comes with "
+    "Microsoft 365 E3/E5, Business Premium and EMS); deselect user_sign_in_activity to silence "
+    "this warning"
 )
 
 
@@ -141,4 +143,4 @@ class UserSignInActivityStream(GraphStream):
         try:
             yield from super()._sync_records(context, write_messages=write_messages)
         except SignInActivityUnavailableError as exc:
-            self.logger.warning("%s: skipped, no records: %s; %s", self.name, exc, HOW_TO_ENABLE)
+            self.logger.warning("%s: skipped, no records; %s", exc, HOW_TO_ENABLE)
