@@ -195,3 +195,14 @@ def test_without_audit_log_or_premium_one_warning_and_the_rest_completes(missing
     assert result.records("subscribed_skus")
     assert result.records(TEAMS)
     assert "Traceback" not in result.stderr
+
+
+def test_report_paths_default_to_reports_and_copilot_has_its_own() -> None:
+    from tap_microsoft365.streams.reports import REPORTS
+
+    paths = {definition.function: definition.path for definition in REPORTS}
+    assert paths["getTeamsTeamActivityDetail"] == "reports/getTeamsTeamActivityDetail"
+    assert paths["getMailboxUsageDetail"] == "reports/getMailboxUsageDetail"
+    assert paths["getMicrosoft365CopilotUsageUserDetail"] == (
+        "copilot/reports/getMicrosoft365CopilotUsageUserDetail"
+    )

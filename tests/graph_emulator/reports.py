@@ -8,7 +8,12 @@ by third parties, see shared/graph-reference.md section 5):
   (unquoted Edm.Date); getMailboxUsageDetail takes only period, getOffice365ActivationsUserDetail
   takes nothing (docs).
 - A successful call answers `302 Found`, `Content-Type: text/plain`, `Location:` a pre-authenticated
-  URL on another host that lives a few minutes (docs). The download answers `200`,
+  URL on another host that lives a few minutes (docs). Except getMicrosoft365CopilotUsageUserDetail,
+  served under `/v1.0/copilot/reports/` (v1.0 CSDL: bound to copilotReportRoot, period only),
+  whose v1.0 page documents `200 OK` with the CSV in the body; `copilot_redirect` switches it to
+  the 302 form so clients are tested against both.
+- getTeamsTeamActivityDetail takes period or date= (v1.0 page and CSDL), one row per team (a
+  group provisioned as a Team). The download answers `200`,
   `application/octet-stream`, UTF-8 BOM, CRLF line ends, standard CSV quoting (obs), streamed.
   Here a download URL is also single-use (an emulator choice, so a tap cannot rely on reusing one).
 - `If-None-Match` with the report file's current eTag answers `304 Not Modified` (docs: "If this
