@@ -206,3 +206,22 @@ def test_report_paths_default_to_reports_and_copilot_has_its_own() -> None:
     assert paths["getMicrosoft365CopilotUsageUserDetail"] == (
         "copilot/reports/getMicrosoft365CopilotUsageUserDetail"
     )
+
+
+def test_teams_columns_in_the_column_lists_letter_case_map_to_the_same_properties() -> None:
+    # The page's column list writes "Team type" and "Active users", its example "Team Type" and
+    # "Active Users": whichever Graph serves, the values land in team_type and active_users.
+    tenant = Tenant.synthetic(users=20, groups=10, seed=5, today=TODAY)
+    with GraphEmulator(tenant, time_scale=SCALE) as emu:
+        emu.reports.renamed_columns["getTeamsTeamActivityDetail"] = {
+            "Team Type": "Team type",
+            "Active Users": "Active users",
+        }
+        result = sync(emu, {TEAMS})
+    assert result.exit_code == 0, result.stderr[-3000:]
+    rows = result.records(TEAMS)
+    assert rows
+    assert all(row["team_type"] in {"Public", "Private"} for row in rows)
+    assert all(isinstance(row["active_users"], int) for row in rows)
+    assert "does not know" not in result.stderr
+    assert "no longer has" not in result.stderr
