@@ -25,6 +25,7 @@ from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports.definitions import REPORTS
 from tap_microsoft365.streams.reports.fetcher import ReportFetcher
 from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
+from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
 from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
@@ -414,6 +415,7 @@ class TapMicrosoft365(Tap):
             *(stream_class(tap=self, services=self) for stream_class in DIRECTORY_STREAMS),
             LicenseAssignmentsStream(tap=self, services=self),
             *report_streams(self, self, REPORTS),
+            UserSignInActivityStream(tap=self, services=self),
         ]
 
 
