@@ -11,6 +11,13 @@
         emu.faults.throttle(path="/users")    # inject faults at runtime
         emu.tenant.update_user(uid, department="Sales")   # mutate, then run delta again
 
+    # Several tenants, one multi-tenant app (a token for one tenant reads only that tenant):
+    emu = GraphEmulator(contoso, tenants=[fabrikam])
+    emu.add_tenant(northwind, consented=False)      # its token requests fail with AADSTS65001
+    emu.site(fabrikam.tenant_id).roles = {...}      # permissions granted in that tenant only
+    emu.reports_of(fabrikam.tenant_id)              # its reports, with its own throttling budget
+    emu.tenants_config()                            # a tap config with a `tenants` list
+
 Parts: tenant.py (the fake tenant and its mutations), login.py (Entra ID endpoints),
 directory.py (Graph directory endpoints, delta, $batch), faults.py (fault injection),
 server.py (HTTPS listeners, routing, GraphEmulator), reports.py (usage reports, separate).
@@ -19,7 +26,7 @@ Run standalone with `python -m tests.graph_emulator --help`.
 
 from .directory import PagingOptions
 from .faults import FaultInjector, FaultRule
-from .login import AppRegistration
+from .login import AppRegistration, TenantSite
 from .server import GraphEmulator, LogRecord
 from .tenant import SKU_CATALOG, Tenant
 
@@ -32,4 +39,5 @@ __all__ = [
     "LogRecord",
     "PagingOptions",
     "Tenant",
+    "TenantSite",
 ]

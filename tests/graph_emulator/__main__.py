@@ -1,13 +1,17 @@
 """Run the Graph emulator as a standalone process.
 
     python -m tests.graph_emulator --users 300 --groups 20 --seed 7 \
-        [--today YYYY-MM-DD] [--time-scale X] [--fault-profile NAME ...] --config-out PATH
+        [--today YYYY-MM-DD] [--time-scale X] [--fault-profile NAME ...] \
+        [--tenants N [--no-consent K]] --config-out PATH
 
 Writes a JSON file to PATH: the tap config keys (tenant_id, client_id, client_secret,
 authority_host, graph_url), the key "ca_bundle" with the path of the CA certificate to trust
 (export it as REQUESTS_CA_BUNDLE for the tap), and an "emulator" object with download_url,
 client_certificate_path, client_certificate_password and the tenant parameters. Drop "ca_bundle"
-and "emulator" before handing the file to a tap that rejects unknown settings. The file is
+and "emulator" before handing the file to a tap that rejects unknown settings. With --tenants N
+the emulator serves N tenants (seeds seed, seed+1, ...; domains tenant1.onmicrosoft.com, ...)
+where the one app is consented, except tenant K of --no-consent (AADSTS65001); the config then
+has a `tenants` list in place of `tenant_id`. The file is
 written atomically and readable by the owner only.
 
 Prints one line "graph-emulator ready ..." when every listener is up, then serves until SIGTERM
@@ -56,6 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         choices=["throttling", "flaky", "token_expiry", "latency"],
     )
+    parser.add_argument("--tenants", type=int, default=1, help="how many tenants to serve")
+    parser.add_argument(
+        "--no-consent",
+        type=int,
+        action="append",
+        default=[],
+        metavar="K",
+        help="tenant K (1-based, with --tenants) never consented to the app",
+    )
     parser.add_argument("--config-out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -68,12 +81,28 @@ def main(argv: list[str] | None = None) -> int:
         entra_premium=not args.no_entra_premium,
     )
     emulator = GraphEmulator(tenant, time_scale=args.time_scale)
+    for number in range(2, args.tenants + 1):
+        emulator.add_tenant(
+            Tenant.synthetic(
+                users=args.users,
+                groups=args.groups,
+                seed=args.seed + number - 1,
+                today=tenant.today,
+                copilot_seats=args.copilot_seats,
+                entra_premium=not args.no_entra_premium,
+                domain=f"tenant{number}.onmicrosoft.com",
+                display_name=f"Tenant {number}",
+            ),
+            consented=number not in args.no_consent,
+        )
+    if 1 in args.no_consent:
+        emulator.site(tenant.tenant_id).consented = False
     if args.audit_log:
         emulator.app.roles.add("AuditLog.Read.All")
     emulator.start()
     for profile in args.fault_profile:
         emulator.faults.profile(profile)
-    config = emulator.config()
+    config = emulator.tenants_config() if args.tenants > 1 else emulator.config()
     config["ca_bundle"] = emulator.ca_bundle
     config["emulator"] = {
         "download_url": emulator.download_url,

@@ -29,6 +29,7 @@ class EmulatorRequest:
     body: bytes = b""
     raw_query: str = ""  # the query string exactly as sent
     roles: frozenset[str] = frozenset()  # application permissions of the bearer token, if any
+    tenant_id: str = ""  # the tenant the bearer token was issued for (its tid), once checked
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     @property

@@ -6,17 +6,24 @@ Error bodies follow Entra's documented shape (reference-error-codes.md): `error`
 `error_description` starting "AADSTSnnn:" and ending with Trace ID / Correlation ID / Timestamp
 lines, `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`.
 
+Several tenants can be served (`TenantSite`): the tenant named in the token URL decides which
+app registration, which granted roles and which consent apply, and the issued token carries that
+tenant's id (the `tid` claim), which decides whose data Graph answers with.
+
 Statuses: 7000215/7000222 (wrong/expired secret) 401 invalid_client; 700016 (unknown client) 400
-unauthorized_client; 90002 (unknown tenant) 400; 70011 (bad scope) 400 invalid_scope; 700027 (bad
-certificate assertion) 401 invalid_client; 7000218 (no credential) 401 invalid_client - public
-captures of real responses show invalid_client/401 for it, not the 400 invalid_request the shared
-reference guessed (marked unconfirmed there).
+unauthorized_client; 65001 (no administrator of the tenant consented to the app) 400 invalid_grant
+with suberror consent_required, the body a real token request got
+(https://github.com/MicrosoftDocs/azure-docs/issues/39189); 90002 (unknown tenant) 400; 70011
+(bad scope) 400 invalid_scope; 700027 (bad certificate assertion) 401 invalid_client; 7000218 (no
+credential) 401 invalid_client - public captures of real responses show invalid_client/401 for
+it, not the 400 invalid_request the shared reference guessed (marked unconfirmed there).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
@@ -37,6 +44,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from .http import EmulatorRequest, EmulatorResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from cryptography import x509
 
     from .tenant import Tenant
@@ -72,6 +81,32 @@ class AppRegistration:
         return f"AppRegistration(client_id={self.client_id!r}, roles={sorted(self.roles)!r})"
 
 
+@dataclass(eq=False)
+class TenantSite:
+    """One tenant the emulator serves, and the app's standing in it.
+
+    `app` is the registration the tap signs in with there: the emulator's multi-tenant app unless
+    the tenant has one of its own. `roles` are the application permissions this tenant's
+    administrator granted (admin consent is recorded per tenant, so one tenant may grant less);
+    None: whatever `app.roles` holds at the time. `consented` False: nobody in this tenant ever
+    consented to the app, and Entra ID refuses every token request for it with AADSTS65001.
+    """
+
+    tenant: Tenant
+    app: AppRegistration
+    roles: set[str] | None = None
+    consented: bool = True
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.tenant_id
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """The roles a token issued now for this tenant carries."""
+        return frozenset(self.app.roles if self.roles is None else self.roles)
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     """What the emulator remembers about an access token it issued."""
@@ -79,6 +114,7 @@ class TokenInfo:
     client_id: str
     roles: frozenset[str]
     expires_at: float  # time.time()
+    tenant_id: str = ""  # the token's tid claim: whose data Graph answers with ("" = first tenant)
 
 
 class TokenStore:
@@ -88,11 +124,13 @@ class TokenStore:
         self._lock = threading.Lock()
         self._tokens: dict[str, TokenInfo] = {}
 
-    def issue(self, client_id: str, roles: frozenset[str], lifetime: int) -> str:
-        """A new opaque token valid for `lifetime` seconds."""
+    def issue(
+        self, client_id: str, roles: frozenset[str], lifetime: int, tenant_id: str = ""
+    ) -> str:
+        """A new opaque token valid for `lifetime` seconds, for tenant `tenant_id`."""
         token = secrets.token_urlsafe(48)
         with self._lock:
-            self._tokens[token] = TokenInfo(client_id, roles, time.time() + lifetime)
+            self._tokens[token] = TokenInfo(client_id, roles, time.time() + lifetime, tenant_id)
         return token
 
     def lookup(self, token: str) -> TokenInfo | None:
@@ -109,7 +147,7 @@ class TokenStore:
         """Make every issued token expired (Graph then answers 401)."""
         with self._lock:
             for token, info in self._tokens.items():
-                self._tokens[token] = TokenInfo(info.client_id, info.roles, 0.0)
+                self._tokens[token] = dataclasses.replace(info, expires_at=0.0)
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -129,6 +167,7 @@ def aad_error(
     *,
     error_uri_host: str = "https://login.microsoftonline.com",
     headers: dict[str, str] | None = None,
+    suberror: str | None = None,
 ) -> EmulatorResponse:
     """An Entra error response in the documented shape."""
     trace_id = str(uuid.uuid4())
@@ -146,6 +185,8 @@ def aad_error(
         "correlation_id": correlation_id,
         "error_uri": f"{error_uri_host}/error?code={code}",
     }
+    if suberror:
+        body["suberror"] = suberror
     all_headers = {
         "Content-Type": "application/json; charset=utf-8",
         "Cache-Control": "no-store, no-cache",
@@ -180,12 +221,17 @@ class LoginService:
         *,
         authority_host: str,
         graph_url: str,
+        sites: Mapping[str, TenantSite] | None = None,
     ) -> None:
         self.tenant = tenant
         self.app = app
         self.tokens = tokens
         self.authority_host = authority_host
         self.graph_url = graph_url
+        # Every tenant served, by id (the first one is `tenant`, with `app` and its roles).
+        self.sites: Mapping[str, TenantSite] = (
+            sites if sites is not None else {tenant.tenant_id: TenantSite(tenant, app)}
+        )
 
     # ----------------------------------------------------------------- helpers
 
@@ -196,19 +242,30 @@ class LoginService:
         code: int,
         text: str,
         request: EmulatorRequest,
+        *,
+        suberror: str | None = None,
     ) -> EmulatorResponse:
-        return aad_error(status, error, code, text, request, error_uri_host=self.authority_host)
+        return aad_error(
+            status,
+            error,
+            code,
+            text,
+            request,
+            error_uri_host=self.authority_host,
+            suberror=suberror,
+        )
 
     def _resolve_tenant(self, name: str) -> tuple[str | None, tuple[int, str] | None]:
-        """(tenant id, None) for this tenant, else (None, (AADSTS code, message))."""
+        """(tenant id, None) for a tenant served here, else (None, (AADSTS code, message))."""
         lowered = name.lower()
-        domains = {self.tenant.domain.lower(), self.tenant.default_domain.lower()}
         if _GUID.match(name):
-            if lowered == self.tenant.tenant_id.lower():
-                return self.tenant.tenant_id, None
+            for site in list(self.sites.values()):
+                if lowered == site.tenant.tenant_id.lower():
+                    return site.tenant.tenant_id, None
         elif _DNS.match(name):
-            if lowered in domains:
-                return self.tenant.tenant_id, None
+            for site in list(self.sites.values()):
+                if lowered in (site.tenant.domain.lower(), site.tenant.default_domain.lower()):
+                    return site.tenant.tenant_id, None
         else:
             return None, (
                 900023,
@@ -323,8 +380,11 @@ class LoginService:
         self, tenant_name: str, request: EmulatorRequest, lifetime_override: int | None
     ) -> EmulatorResponse:
         tenant_id, problem = self._resolve_tenant(tenant_name)
-        if problem is not None:
-            return self._error(400, "invalid_request", problem[0], problem[1], request)
+        if problem is not None or tenant_id is None:
+            code, text = problem or (90002, f"Tenant '{tenant_name}' not found.")
+            return self._error(400, "invalid_request", code, text, request)
+        site = self.sites[tenant_id]
+        app = site.app
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         basic_id, basic_secret = self._basic_credentials(request)
         grant = form.get("grant_type")
@@ -341,13 +401,13 @@ class LoginService:
         client_id = form.get("client_id") or basic_id
         if not client_id:
             return self._missing("client_id", request)
-        if client_id.lower() != self.app.client_id.lower():
+        if client_id.lower() != app.client_id.lower():
             return self._error(
                 400,
                 "unauthorized_client",
                 700016,
                 f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.tenant.display_name}'. This can happen if the application has not been "
+                f"'{site.tenant.display_name}'. This can happen if the application has not been "
                 "installed by the administrator of the tenant or consented to by any user in the "
                 "tenant. You may have sent your authentication request to the wrong tenant.",
                 request,
@@ -355,26 +415,26 @@ class LoginService:
         secret = form.get("client_secret") or basic_secret
         assertion = form.get("client_assertion")
         if assertion:
-            failure = self._check_assertion(form, assertion, tenant_id or "", request)
+            failure = self._check_assertion(app, form, assertion, tenant_id, request)
             if failure is not None:
                 return failure
         elif secret:
-            if not secrets.compare_digest(secret.encode(), self.app.secret_value.encode()):
+            if not secrets.compare_digest(secret.encode(), app.secret_value.encode()):
                 return self._error(
                     401,
                     "invalid_client",
                     7000215,
                     "Invalid client secret provided. Ensure the secret being sent in the request "
                     "is the client secret value, not the client secret ID, for a secret added to "
-                    f"app '{self.app.client_id}'.",
+                    f"app '{app.client_id}'.",
                     request,
                 )
-            if self.app.secret_expired:
+            if app.secret_expired:
                 return self._error(
                     401,
                     "invalid_client",
                     7000222,
-                    f"The provided client secret keys for app '{self.app.client_id}' are "
+                    f"The provided client secret keys for app '{app.client_id}' are "
                     "expired. Visit the Azure portal to create new keys for your app: "
                     "https://aka.ms/NewClientSecret, or consider using certificate credentials "
                     "for added security: https://aka.ms/certCreds.",
@@ -402,8 +462,19 @@ class LoginService:
                 f"for the input parameter 'scope' is not valid. The scope {scope} is not valid.",
                 request,
             )
-        lifetime = self.app.token_lifetime if lifetime_override is None else lifetime_override
-        token = self.tokens.issue(self.app.client_id, frozenset(self.app.roles), lifetime)
+        if not site.consented:
+            return self._error(
+                400,
+                "invalid_grant",
+                65001,
+                f"The user or administrator has not consented to use the application with ID "
+                f"'{app.client_id}' named '{app.display_name}'. Send an interactive "
+                "authorization request for this user and resource.",
+                request,
+                suberror="consent_required",
+            )
+        lifetime = app.token_lifetime if lifetime_override is None else lifetime_override
+        token = self.tokens.issue(app.client_id, site.granted, lifetime, tenant_id)
         return _json(
             200,
             {
@@ -440,7 +511,12 @@ class LoginService:
         return self._error(401, "invalid_client", code, text, request)
 
     def _check_assertion(  # noqa: PLR0911 - one return per documented error
-        self, form: dict[str, str], assertion: str, tenant_id: str, request: EmulatorRequest
+        self,
+        app: AppRegistration,
+        form: dict[str, str],
+        assertion: str,
+        tenant_id: str,
+        request: EmulatorRequest,
     ) -> EmulatorResponse | None:
         if form.get("client_assertion_type") != _JWT_BEARER:
             return self._error(
@@ -464,7 +540,7 @@ class LoginService:
         # msal sends the thumbprints base64url-encoded with padding; RFC 7515 omits it.
         x5t = str(header.get("x5t", "")).rstrip("=")
         x5t_s256 = str(header.get("x5t#S256", "")).rstrip("=")
-        for candidate in self.app.certificates:
+        for candidate in app.certificates:
             der = candidate.public_bytes(Encoding.DER)
             sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is SHA-1 by definition
             if x5t == sha1 or x5t_s256 == _b64url(hashlib.sha256(der).digest()):
@@ -493,7 +569,7 @@ class LoginService:
             return self._assertion_error(
                 700027, "Client assertion failed signature validation.", request
             )
-        if claims.get("iss") != self.app.client_id or claims.get("sub") != self.app.client_id:
+        if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
             return self._assertion_error(
                 700021,
                 "Client assertion application identifier doesn't match 'client_id' parameter.",

@@ -8,6 +8,13 @@ certificate from a trustme CA created for the emulator (valid for 127.0.0.1 and 
 - download:          https://localhost:<p3>   -> reports.ReportService.handle_download
   (a different host name and port, so requests drops the Authorization header on the 302)
 
+Several tenants (`add_tenant`): one multi-tenant app registered in each (or a tenant's own app),
+each tenant with its own data, its own granted roles, its own consent and its own report
+throttling budgets (Graph counts report calls per app and per tenant). The tenant id a token was
+issued for (its `tid`) decides which tenant's directory and reports answer; a tenant's report
+downloads live under `/tenants/<tenant id>` on the download host. The first tenant is `tenant`,
+and the single-tenant API (`tenant`, `app`, `reports`, `config()`) is about it alone.
+
 Each request goes through the fault injector, is answered, and is recorded in `request_log`.
 Responses use HTTP/1.1 keep-alive; a body given as an iterable is sent with chunked transfer
 encoding.
@@ -42,7 +49,7 @@ from cryptography.x509.oid import NameOID
 from .directory import DirectoryService, PagingOptions
 from .faults import FaultInjector, FaultSelection, fault_response, malformed_csv
 from .http import EmulatorRequest, EmulatorResponse, graph_error
-from .login import AppRegistration, LoginService, TokenStore
+from .login import AppRegistration, LoginService, TenantSite, TokenStore
 from .product_names import PRODUCT_NAMES_PATH, ProductNamesService
 from .tenant import Tenant
 
@@ -65,6 +72,7 @@ class LogRecord:
     time: float = field(default_factory=time.time)
     fault: str | None = None
     raw_query: str = ""  # the query string exactly as sent (to prove no option is repeated)
+    tenant_id: str = ""  # the tenant whose data answered (Graph calls with a valid token)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -187,6 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             response = emulator.dispatch(role, request, selection)
         record.status = response.status
+        record.tenant_id = request.tenant_id
         if rule is not None and rule.kind == "truncated_json":
             raw = _join(response.body)
             response.body = raw[: max(1, int(len(raw) * rule.fraction))]
@@ -313,7 +322,10 @@ class GraphEmulator:
         *,
         time_scale: float = 1.0,
         paging: PagingOptions | None = None,
+        tenants: Iterable[Tenant] = (),
     ) -> None:
+        """`tenant`: the first tenant; `tenants`: more tenants where the same app is consented
+        (or call `add_tenant`, also after start, to give one its own app or withhold consent)."""
         self.tenant = tenant if tenant is not None else Tenant.synthetic()
         self.time_scale = time_scale
         self.paging = paging or PagingOptions()
@@ -343,6 +355,15 @@ class GraphEmulator:
         self.download_url = ""
         self.login: LoginService | None = None
         self.directory: DirectoryService | None = None
+        # Every tenant served, by tenant id; the first follows `app.roles`, so granting or
+        # revoking a role on `app` acts on the first tenant as before.
+        self.sites: dict[str, TenantSite] = {
+            self.tenant.tenant_id: TenantSite(self.tenant, self.app)
+        }
+        self._directories: dict[str, DirectoryService] = {}
+        self._site_reports: dict[str, Any] = {}
+        for extra in tenants:
+            self.add_tenant(extra)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -381,10 +402,12 @@ class GraphEmulator:
             self.tokens,
             authority_host=self.authority_host,
             graph_url=self.graph_url,
+            sites=self.sites,
         )
-        self.directory = DirectoryService(
-            self.tenant, self.graph_url, self.paging, self._dispatch_inner
-        )
+        self.directory = self.directory_of(self.tenant_id)
+        for site in self.sites.values():
+            if site.app is not self.app and cert not in site.app.certificates:
+                site.app.certificates.append(cert)
         return self
 
     def stop(self) -> None:
@@ -406,6 +429,88 @@ class GraphEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # ------------------------------------------------------------------ tenants
+
+    def add_tenant(
+        self,
+        tenant: Tenant,
+        *,
+        consented: bool = True,
+        roles: Iterable[str] | None = None,
+        app: AppRegistration | None = None,
+    ) -> TenantSite:
+        """Serve one more tenant (before or after start).
+
+        `app`: the tenant's own app registration (one app per tenant); by default the emulator's
+        multi-tenant `app`. `roles`: the application permissions its administrator granted (by
+        default whatever `app.roles` holds). `consented=False`: never consented, so Entra ID
+        answers its token requests with AADSTS65001.
+        """
+        if tenant.tenant_id in self.sites:
+            msg = f"tenant {tenant.tenant_id} is already served"
+            raise ValueError(msg)
+        registration = app if app is not None else self.app
+        if app is not None and self.app.certificates:
+            for cert in self.app.certificates:
+                if cert not in app.certificates:
+                    app.certificates.append(cert)
+        granted = None if roles is None else set(roles)
+        site = TenantSite(tenant, registration, granted, consented)
+        self.sites[tenant.tenant_id] = site
+        return site
+
+    def site(self, tenant_id: str) -> TenantSite:
+        """The tenant served under `tenant_id` (its data, app, roles and consent)."""
+        return self.sites[tenant_id]
+
+    def directory_of(self, tenant_id: str) -> DirectoryService:
+        """The directory part answering for one tenant (after start)."""
+        with self._reports_lock:
+            service = self._directories.get(tenant_id)
+            if service is None:
+                service = DirectoryService(
+                    self.sites[tenant_id].tenant, self.graph_url, self.paging, self._dispatch_inner
+                )
+                self._directories[tenant_id] = service
+            return service
+
+    def reports_of(self, tenant_id: str) -> Any:
+        """The ReportService of one tenant (its own throttling budgets), or None."""
+        if tenant_id == self.tenant_id:
+            return self.reports
+        with self._reports_lock:
+            service = self._site_reports.get(tenant_id)
+            if service is None:
+                try:
+                    from .reports import ReportService
+                except ImportError:
+                    return None
+                service = ReportService(
+                    cast("Any", self.sites[tenant_id].tenant),
+                    download_base_url=f"{self.download_url}/tenants/{tenant_id}",
+                    time_scale=self.time_scale,
+                )
+                self._site_reports[tenant_id] = service
+            return service
+
+    def tenants_config(self, **overrides: Any) -> dict[str, Any]:
+        """A tap config reading every tenant served: the multi-tenant app at the top level and a
+        `tenants` entry per tenant (its own client id and secret when it has its own app)."""
+        config = self.config(**overrides)
+        config.pop("tenant_id", None)
+        entries: list[dict[str, Any]] = []
+        for site in self.sites.values():
+            entry: dict[str, Any] = {
+                "tenant_id": site.tenant_id,
+                "name": site.tenant.display_name,
+            }
+            if site.app is not self.app:
+                entry["client_id"] = site.app.client_id
+                entry["client_secret"] = site.app.secret_value
+            entries.append(entry)
+        config.setdefault("tenants", entries)
+        return config
 
     # ------------------------------------------------------------------ convenience
 
@@ -459,10 +564,19 @@ class GraphEmulator:
         with self._log_lock:
             self.request_log.clear()
 
-    def issue_token(self, roles: Iterable[str] | None = None, lifetime: int | None = None) -> str:
-        """An access token without going through the login host (for tests of Graph alone)."""
-        granted = frozenset(self.app.roles if roles is None else roles)
-        return self.tokens.issue(self.app.client_id, granted, lifetime or self.app.token_lifetime)
+    def issue_token(
+        self,
+        roles: Iterable[str] | None = None,
+        lifetime: int | None = None,
+        *,
+        tenant_id: str | None = None,
+    ) -> str:
+        """An access token without going through the login host (for tests of Graph alone),
+        for the first tenant unless `tenant_id` names another."""
+        site = self.sites[tenant_id or self.tenant_id]
+        granted = site.granted if roles is None else frozenset(roles)
+        lifetime = lifetime or site.app.token_lifetime
+        return self.tokens.issue(site.app.client_id, granted, lifetime, site.tenant_id)
 
     def issued_tokens(self) -> list[str]:
         """Every access token this emulator has issued (to check none leaks into logs)."""
@@ -505,15 +619,21 @@ class GraphEmulator:
             if role == "download" and request.path == PRODUCT_NAMES_PATH:
                 return self.product_names.handle(request)
             if role == "download":
+                path = request.path
                 service = self.reports
+                if path.startswith("/tenants/"):  # another tenant's report file
+                    tenant_id, _, rest = path.removeprefix("/tenants/").partition("/")
+                    service = self.reports_of(tenant_id) if tenant_id in self.sites else None
+                    path = "/" + rest
                 if service is None:
                     return EmulatorResponse(404, {"Content-Type": "text/plain"}, b"Not Found")
-                return service.handle_download(request.path, request)
+                return service.handle_download(path, request)
             return self._graph(request)
         except Exception as exc:
             return graph_error(500, "UnknownError", f"Emulator error: {exc!r}", request)
 
     def _authenticate(self, request: EmulatorRequest) -> EmulatorResponse | None:
+        """Check the bearer token; set the request's roles and tenant (the token's tid)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         www = {
@@ -545,6 +665,7 @@ class GraphEmulator:
                 www,
             )
         request.roles = info.roles
+        request.tenant_id = info.tenant_id or self.tenant_id
         return None
 
     def _graph(self, request: EmulatorRequest) -> EmulatorResponse:
@@ -560,15 +681,14 @@ class GraphEmulator:
         # v1.0 copilot singleton -> reports (copilotReportRoot), msgraph-metadata v1.0 CSDL.
         if len(parts) >= 4 and parts[1:3] == ["copilot", "reports"] and parts[3] != "":
             return self._reports_call(request, "/".join(parts[3:]), base="copilot/reports")
-        assert self.directory is not None
-        return self.directory.handle(request)
+        return self.directory_of(request.tenant_id).handle(request)
 
     def _reports_call(
         self, request: EmulatorRequest, function_call: str, base: str = "reports"
     ) -> EmulatorResponse:
         if "Reports.Read.All" not in request.roles:
             return graph_error(403, "S2SUnauthorized", "Invalid permission.", request)
-        service = self.reports
+        service = self.reports_of(request.tenant_id)
         if service is None:
             return graph_error(
                 404, "UnknownError", "Reports are not available in this emulator.", request

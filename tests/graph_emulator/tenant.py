@@ -659,6 +659,8 @@ class Tenant:
         *,
         copilot_seats: int = 0,
         entra_premium: bool = True,
+        domain: str = "contoso.onmicrosoft.com",
+        display_name: str = "Contoso",
     ) -> Tenant:
         """A tenant with `users` users and `groups` groups, identical for identical arguments.
 
@@ -666,9 +668,15 @@ class Tenant:
         group-inherited licenses (with CountViolation / MutuallyExclusiveViolation errors),
         disabled service plans, unlicensed users, suspended/warning/locked-out units, a mix of
         cloud-only and directory-synced accounts. The first four groups assign licenses
-        (Microsoft 365 E3, EMS E3, Power BI Pro, Visio Plan 2).
+        (Microsoft 365 E3, EMS E3, Power BI Pro, Visio Plan 2). Several tenants of one emulator
+        need different seeds (the seed makes the tenant id) and domains.
         """
-        tenant = cls(seed=seed, today=today or dt.date(2026, 11, 26))
+        tenant = cls(
+            seed=seed,
+            today=today or dt.date(2026, 11, 26),
+            domain=domain,
+            display_name=display_name,
+        )
         tenant._populate(users, groups)
         tenant.entra_premium = entra_premium
         if copilot_seats:
