@@ -1,6 +1,6 @@
 """README.md says what the code does.
 
-- the settings table is the tap's own `--about --format=markdown` table;
+- the settings table is the tap's own `--about` settings, with the allowed values;
 - the streams table names every stream the tap discovers, with the permissions its class
   declares, and the app-registration walk-through grants enough to read every stream;
 - every TAP_MICROSOFT365_* variable it mentions is a real setting;
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -28,6 +29,13 @@ from tests.graph_emulator import GraphEmulator, Tenant
 from tests.singer_run import catalog_selecting, run_tap
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "plugin_definition", ROOT / "scripts" / "plugin_definition.py"
+)
+assert _spec is not None
+assert _spec.loader is not None
+plugin_definition = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plugin_definition)
 README = (ROOT / "README.md").read_text()
 WALKTHROUGH_PERMISSIONS = {
     "Directory.Read.All",
@@ -52,18 +60,23 @@ def tap_streams() -> dict[str, Any]:
     return dict(tap.streams)
 
 
-def test_settings_table_is_the_taps_about_markdown() -> None:
+def test_settings_table_is_the_taps_about_with_the_allowed_values() -> None:
     about = subprocess.run(
-        [str(Path(sys.executable).with_name("tap-microsoft365")), "--about", "--format=markdown"],
+        [str(Path(sys.executable).with_name("tap-microsoft365")), "--about", "--format=json"],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
-    expected = about.split("## Settings", 1)[1].strip().split("\n\n", 1)[0] + "\n"
-    assert between("settings table", "end of settings table") == expected, (
+    table = between("settings table", "end of settings table")
+    assert table == plugin_definition.settings_table_from_about(json.loads(about)), (
         "README.md's settings table is stale: run python scripts/plugin_definition.py --write"
     )
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "| 1 to 999 |" in rows["page_size"]
+    assert "| one of `global`, `usgov`, `usgov_dod`, `china` |" in rows["cloud"]
+    assert "| a GUID or a domain |" in rows["tenant_id"]
+    assert "| more than 0 |" in rows["report_window_seconds"]
 
 
 def test_streams_table_names_every_stream_with_the_permissions_it_needs() -> None:
@@ -87,7 +100,9 @@ def test_streams_table_names_every_stream_with_the_permissions_it_needs() -> Non
 
 
 def test_environment_variables_named_in_the_readme_are_settings() -> None:
-    about = TapMicrosoft365.config_jsonschema["properties"]
+    schema = {"properties": dict(TapMicrosoft365.config_jsonschema["properties"])}
+    TapMicrosoft365.append_builtin_config(schema)  # stream maps, flattening: the SDK's own
+    about = schema["properties"]
     named = set(re.findall(r"TAP_MICROSOFT365_([A-Z_]+[A-Z])", README))
     assert named, "the README names no TAP_MICROSOFT365_ variable"
     for name in named:
