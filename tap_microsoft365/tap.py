@@ -45,6 +45,7 @@ class TapMicrosoft365(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         redaction.install()
+        redaction.protect_handlers()  # the handlers the SDK's CLI set up, for `extra=` fields
         config = kwargs.get("config")
         if isinstance(config, dict):
             if kwargs.get("parse_env_config"):
