@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from singer_sdk import Tap
+from singer_sdk.logging import ConsoleFormatter
 
-from tap_microsoft365 import redaction, settings
+from tap_microsoft365 import redaction, settings, state_check
 from tap_microsoft365.auth import CLOUDS, ClientCertificate, GraphAuthenticator
-from tap_microsoft365.errors import Microsoft365Error, SettingsError
+from tap_microsoft365.errors import (
+    InterruptedRunError,
+    KnownFailureFilter,
+    Microsoft365Error,
+    SettingsError,
+    TargetStoppedError,
+    TemporarySpaceError,
+    describe_os_error,
+)
 from tap_microsoft365.product_names import ProductNameCatalog
 from tap_microsoft365.report_scheduler import ReportScheduler
 from tap_microsoft365.retries import RetryPolicy
@@ -23,6 +35,8 @@ from tap_microsoft365.streams.reports import report_streams
 from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from singer_sdk.streams import Stream
     from typing_extensions import override
 else:
@@ -30,6 +44,19 @@ else:
         from typing import override
     except ImportError:  # Python 3.11
         from typing_extensions import override
+
+
+def _ca_bundle_problems() -> list[str]:
+    """REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE must name a file (or folder) that exists."""
+    found = []
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        path = os.environ.get(variable)
+        if path and not os.path.exists(path):
+            found.append(
+                f"{variable} names '{path}', which does not exist: point it at the CA bundle "
+                "(PEM) of the proxy that inspects TLS, or unset it"
+            )
+    return found
 
 
 class TapMicrosoft365(Tap):
@@ -60,7 +87,47 @@ class TapMicrosoft365(Tap):
             # Secrets (of any type) are registered before the SDK can log anything about them.
             for secret in settings.secret_values(config):
                 redaction.register_secret(secret)
+        state = kwargs.get("state")
+        if isinstance(state, str | PurePath):  # a path: the SDK reads it
+            state = None
+        if state is not None:
+            state_check.check_state(state)  # before the SDK reads it
         super().__init__(*args, **kwargs)
+        if state is not None:
+            # Before any record is emitted, not when the first bookmark is compared.
+            state_check.check_replication_keys(
+                state, ((name, stream.replication_key) for name, stream in self.streams.items())
+            )
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, KnownFailureFilter) for f in handler.filters):
+                handler.addFilter(KnownFailureFilter())
+        if threading.current_thread() is threading.main_thread():
+            # The SDK's handlers exit 0 and write the state as it is at that moment; an
+            # interrupted run must fail, and its last STATE is the last one written at a safe
+            # point (after the records it covers).
+            signal.signal(signal.SIGINT, self._interrupted)
+            signal.signal(signal.SIGTERM, self._interrupted)
+
+    @staticmethod
+    def _interrupted(signum: int, frame: FrameType | None) -> None:
+        raise InterruptedRunError(signum)
+
+    #: report_spool_limit_mb of the run, for the line about a full TMPDIR.
+    spool_limit_mb: ClassVar[float | None] = None
+
+    @classmethod
+    @override
+    def invoke(cls, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().invoke(*args, **kwargs)
+        except BrokenPipeError:
+            # click would turn a broken pipe into a silent exit 1.
+            msg = (
+                "the target stopped reading the tap's output (broken pipe): it has exited or "
+                "crashed; see the target's own log for why, then run again (the state it last "
+                "confirmed is where the next run resumes)"
+            )
+            raise TargetStoppedError(msg) from None
 
     # `_validate_config` is the SDK's private hook (singer-sdk 0.54.9) run by the constructor:
     # the only place to check settings before anything else runs and to report every problem of
@@ -75,6 +142,9 @@ class TapMicrosoft365(Tap):
         }
         self.append_builtin_config(schema)
         found = settings.problems(schema, self.config)
+        if raise_errors:
+            found += _ca_bundle_problems()
+            TapMicrosoft365.spool_limit_mb = self.config.get("report_spool_limit_mb")
         if found and raise_errors:
             raise SettingsError(settings.message(found))
         if raise_errors and self.config.get("client_certificate_path"):
@@ -152,11 +222,51 @@ class TapMicrosoft365(Tap):
         ]
 
 
+def _console_logging() -> None:
+    """The SDK's console log format, for a failure found before the SDK set up logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ConsoleFormatter())
+        handler.addFilter(redaction.RedactionFilter())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def _check_command_line(argv: list[str]) -> None:
+    """The config and state files named on the command line, before the SDK reads them (it
+    stops with a traceback on a missing or malformed file)."""
+    for path in state_check.command_line_files(argv, "--config"):
+        if path != "ENV":
+            state_check.check_config_file(path)
+    for path in state_check.command_line_files(argv, "--state"):
+        state_check.check_state_file(path)
+
+
 def main() -> None:
-    """The `tap-microsoft365` command: the SDK's CLI, with operator errors as one line."""
+    """The `tap-microsoft365` command: the SDK's CLI, with every way a run can fail as one
+    line and an exit code from README's failure table."""
     redaction.install()
+    logger = logging.getLogger(TapMicrosoft365.name)
+    # Until the tap replaces them again after the SDK's (see TapMicrosoft365.__init__).
+    signal.signal(signal.SIGINT, TapMicrosoft365._interrupted)
+    signal.signal(signal.SIGTERM, TapMicrosoft365._interrupted)
     try:
+        _check_command_line(sys.argv[1:])
         TapMicrosoft365.cli()
     except Microsoft365Error as exc:
-        logging.getLogger(TapMicrosoft365.name).error("%s", exc)
+        _console_logging()
+        logger.error("%s", exc)
+        if isinstance(exc, TargetStoppedError):
+            # Nothing more can reach the target: later flushes would only print a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(exc.exit_code)
+    except InterruptedRunError as exc:
+        logger.error("%s", exc)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        line = describe_os_error(exc, TapMicrosoft365.spool_limit_mb)
+        if line is None:
+            raise
+        logger.error("%s", line)
+        sys.exit(TemporarySpaceError.exit_code)
