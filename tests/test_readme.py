@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tap_microsoft365 import errors
 from tap_microsoft365.tap import TapMicrosoft365
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.singer_run import catalog_selecting, run_tap
@@ -168,3 +170,20 @@ def test_stream_maps_example_hashes_user_principal_names(
     schema = next(m for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "users")
     assert "displayName" not in schema["schema"]["properties"]
     assert json.dumps(schema["key_properties"]) == '["id"]'
+
+
+def test_every_exit_code_of_the_tap_is_in_the_failure_table() -> None:
+    section = README.split("## When a run fails", 1)[1].split("\n## ", 1)[0]
+    exits = {
+        cell
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| Failure")
+        for cell in re.findall(r"\d+", line.rstrip(" |").rsplit("|", 1)[-1])
+    }
+    codes = {str(cls.exit_code) for cls in _error_classes(errors.Microsoft365Error)} - {"1"}
+    codes |= {str(128 + signal.SIGINT), str(128 + signal.SIGTERM)}  # InterruptedRunError
+    assert codes <= exits, f"exit codes missing from README's failure table: {codes - exits}"
+
+
+def _error_classes(base: type) -> list[type]:
+    return [base, *(c for sub in base.__subclasses__() for c in _error_classes(sub))]
