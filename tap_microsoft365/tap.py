@@ -141,6 +141,7 @@ class TapMicrosoft365(Tap):
             "properties": dict(self.config_jsonschema["properties"]),
         }
         self.append_builtin_config(schema)
+        self.logger.debug("Validating config using jsonschema: %s", schema)  # as the SDK does
         found = settings.problems(schema, self.config)
         if raise_errors:
             found += _ca_bundle_problems()
