@@ -70,7 +70,7 @@ def test_a_metric_record_keeps_its_point_in_the_json_format() -> None:
 
 
 def test_the_sdks_metric_filter_still_sees_the_point() -> None:
-    excluded = metrics.MetricExclusionFilter(metrics={"http_request_count"})
+    excluded = metrics.MetricExclusionFilter(metrics=["http_request_count"])
     logger, out = json_logger("test.metrics.filter", excluded)
 
     metrics.log(logger, metrics.Point("counter", metrics.Metric.HTTP_REQUEST_COUNT, 1, {}))
