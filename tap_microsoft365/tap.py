@@ -263,11 +263,13 @@ def main() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(exc.exit_code)
     except InterruptedRunError as exc:
+        _console_logging()
         logger.error("%s", exc)
         sys.exit(exc.exit_code)
     except OSError as exc:
         line = describe_os_error(exc, TapMicrosoft365.spool_limit_mb)
         if line is None:
             raise
+        _console_logging()
         logger.error("%s", line)
         sys.exit(TemporarySpaceError.exit_code)
