@@ -11,7 +11,6 @@ from functools import cached_property
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Tap
 from singer_sdk.logging import ConsoleFormatter
 
 from tap_microsoft365 import redaction, settings, state_check
@@ -28,6 +27,7 @@ from tap_microsoft365.graph.auth import CLOUDS, ClientCertificate, GraphAuthenti
 from tap_microsoft365.graph.transport import Transport
 from tap_microsoft365.product_names import ProductNameCatalog
 from tap_microsoft365.retries import RetryPolicy
+from tap_microsoft365.sdk_compat import CompatTap
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports.definitions import REPORTS
@@ -61,7 +61,7 @@ def _ca_bundle_problems() -> list[str]:
     return found
 
 
-class TapMicrosoft365(Tap):
+class TapMicrosoft365(CompatTap):
     """Microsoft 365 licensing and usage from Microsoft Graph."""
 
     name = "tap-microsoft365"
@@ -131,11 +131,10 @@ class TapMicrosoft365(Tap):
             )
             raise TargetStoppedError(msg) from None
 
-    # `_validate_config` is the SDK's private hook (singer-sdk 0.54.9) run by the constructor:
-    # the only place to check settings before anything else runs and to report every problem of
-    # the config in one line (the SDK logs one line per schema error, values included, exit 1).
     @override
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def check_config(self, *, raise_errors: bool) -> list[str]:
+        """Every problem of the config, reported in one line (sdk_compat routes the SDK's
+        constructor-time check here)."""
         for secret in settings.secret_values(self.config):
             redaction.register_secret(secret)
         schema = {
