@@ -188,6 +188,14 @@ def test_to_integer_rejects(cell: str) -> None:
         _to_integer(cell)
 
 
+@pytest.mark.parametrize("cell", ["2026-02-30", "2026-13-01", "0000-00-00", "2026-11-31T00:00:00"])
+def test_to_date_rejects_a_day_that_is_not_in_the_calendar(cell: str) -> None:
+    # Written as is, such a value fails the target's date column and stops the load; like any
+    # other cell that does not hold its type, it must become null with the bad-cell warning.
+    with pytest.raises(BadCell):
+        _to_date(cell)
+
+
 def test_a_bad_cell_is_rejected_every_time_not_cached() -> None:
     for _ in range(3):
         with pytest.raises(BadCell):
