@@ -28,16 +28,24 @@ _PATTERNS = (
     # Bearer tokens in headers or reprs of headers.
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]{8,}"), r"\1" + _MASK),
     # OAuth fields in form bodies, JSON or dict reprs.
+    # A quoted value is masked up to its closing quote (it may hold spaces, commas, braces);
+    # a bare one (a form body) up to the next separator.
     (
         re.compile(
             r"(?i)((?:access_token|refresh_token|client_secret|client_assertion|passphrase|password)"
-            r"['\"]?\s*[:=]\s*['\"]?)[^'\"&\s,}]+"
+            r"['\"]?\s*[:=]\s*)(?:'[^']*'|\"[^\"]*\"|[^'\"&\s,}]+)"
         ),
-        r"\1" + _MASK,
+        lambda match: f"{match.group(1)}{_quote(match)}{_MASK}{_quote(match)}",
     ),
     # Pre-authenticated report download URLs: everything after the download path is the key.
     (re.compile(r"(?i)(/download)([/?][^\s'\"<>]*)"), r"\1/" + _MASK),
 )
+
+
+def _quote(match: re.Match[str]) -> str:
+    """The quote around a masked value, kept so the masked text still reads as JSON or repr."""
+    value = match.group(0)[len(match.group(1)) :]
+    return value[0] if value[:1] in {"'", '"'} else ""
 
 
 def register_secret(value: str | None) -> None:
