@@ -3,7 +3,7 @@
 # registries:
 #   1. uv, if it is not on PATH (pip-installed into a cache folder outside the repo);
 #   2. .venv with the tap (editable) and the `dev` dependency group (tests, linters, Meltano,
-#      build tools);
+#      build tools, duckdb), at the versions pinned in uv.lock;
 #   --postgres: PostgreSQL 15's binaries for the end-to-end tests (apt-get, when running as root
 #      on Debian/Ubuntu and /usr/lib/postgresql/15/bin is missing; the tests start the server);
 #   --plugins NAME...: those Meltano plugins under .meltano/ (`meltano install`).
@@ -18,15 +18,15 @@ if ! command -v uv >/dev/null 2>&1; then
   if [ ! -x "$tools/bin/uv" ]; then
     echo "bootstrap: uv not found; installing it from PyPI into $tools" >&2
     python3 -m venv "$tools"
-    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check uv
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
   fi
   export PATH="$tools/bin:$PATH"
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  uv venv --quiet --python '>=3.11' .venv
-fi
-uv pip install --quiet --python .venv/bin/python -e . --group dev
+# Exactly the versions in uv.lock (--frozen: the lock is used as is, never re-resolved; a
+# pyproject.toml change without `uv lock` fails here instead of installing something else). The
+# tap is installed editable; packages the lock does not list are removed from .venv.
+UV_PROJECT_ENVIRONMENT=.venv uv sync --quiet --frozen --python '>=3.11' --group dev
 
 if [ "${1:-}" = "--postgres" ]; then
   shift
