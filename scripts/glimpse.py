@@ -82,27 +82,27 @@ def table_counts(warehouse: Warehouse) -> None:
 def product_name(warehouse: Warehouse) -> str:
     """The product's display name where the tap added it (product names file), else its part
     number."""
-    if "productdisplayname" in warehouse.columns("subscribed_skus"):
-        return "coalesce(productdisplayname, skupartnumber)"
-    return "skupartnumber"
+    if "product_display_name" in warehouse.columns("subscribed_skus"):
+        return "coalesce(product_display_name, sku_part_number)"
+    return "sku_part_number"
 
 
 def seats(warehouse: Warehouse) -> None:
     """Seats bought (enabled prepaid units) against seats assigned, per product."""
     rows = warehouse.rows(
         """
-        select {product}, capabilitystatus, active, lapsed, consumedunits,
-               active - consumedunits
+        select {product}, capability_status, active, lapsed, consumed_units,
+               active - consumed_units
         from (
             select *,
-                   cast(prepaidunits ->> '$.enabled' as bigint) as active,
-                   coalesce(cast(prepaidunits ->> '$.warning' as bigint), 0)
-                   + coalesce(cast(prepaidunits ->> '$.suspended' as bigint), 0)
-                   + coalesce(cast(prepaidunits ->> '$.lockedOut' as bigint), 0) as lapsed
+                   cast(prepaid_units ->> '$.enabled' as bigint) as active,
+                   coalesce(cast(prepaid_units ->> '$.warning' as bigint), 0)
+                   + coalesce(cast(prepaid_units ->> '$.suspended' as bigint), 0)
+                   + coalesce(cast(prepaid_units ->> '$.lockedOut' as bigint), 0) as lapsed
             from {s}.subscribed_skus
-            where appliesto = 'User'
+            where applies_to = 'User'
         )
-        order by consumedunits desc, skupartnumber
+        order by consumed_units desc, sku_part_number
         """,
         product=product_name(warehouse),
     )
@@ -115,12 +115,12 @@ def seats(warehouse: Warehouse) -> None:
 # with names read from the database's catalog. Values travel as query parameters.
 LICENSED = """
 with licensed as (
-    select u.id, u.displayname, u.userprincipalname, u.department, u.accountenabled,
-           from_json(u.assignedlicenses, '[{{"skuId": "VARCHAR"}}]') as licenses
+    select u.id, u.display_name, u.user_principal_name, u.department, u.account_enabled,
+           from_json(u.assigned_licenses, '[{{"skuId": "VARCHAR"}}]') as licenses
     from {s}.users u
-    where u._sdc_deleted_at is null and json_array_length(u.assignedlicenses) > 0
+    where u._sdc_deleted_at is null and json_array_length(u.assigned_licenses) > 0
 )
-select count(*) filter (where not accountenabled), count(*) from licensed
+select count(*) filter (where not account_enabled), count(*) from licensed
 """
 REPORT = "office365_active_user_detail"
 AS_OF = "select max(try_cast(report_refresh_date as date)) from {s}.office365_active_user_detail"
@@ -128,10 +128,10 @@ AS_OF = "select max(try_cast(report_refresh_date as date)) from {s}.office365_ac
 # the final selects below.
 INACTIVE = """
 with licensed as (
-    select u.id, u.displayname, u.userprincipalname, u.department, u.accountenabled,
-           from_json(u.assignedlicenses, '[{{"skuId": "VARCHAR"}}]') as licenses
+    select u.id, u.display_name, u.user_principal_name, u.department, u.account_enabled,
+           from_json(u.assigned_licenses, '[{{"skuId": "VARCHAR"}}]') as licenses
     from {s}.users u
-    where u._sdc_deleted_at is null and json_array_length(u.assignedlicenses) > 0
+    where u._sdc_deleted_at is null and json_array_length(u.assigned_licenses) > 0
 ),
 latest as (
     select r.user_principal_name, {last_active} as last_active
@@ -142,7 +142,7 @@ latest as (
 joined as (
     select l.*, latest.last_active, latest.user_principal_name is not null as reported
     from licensed l left join latest
-      on lower(latest.user_principal_name) = lower(l.userprincipalname)
+      on lower(latest.user_principal_name) = lower(l.user_principal_name)
 ),
 inactive as (
     select * from joined
@@ -154,13 +154,13 @@ COUNTS = (
     "select count(*), count(*) filter (where reported), (select count(*) from inactive) from joined"
 )
 EXAMPLES = (
-    "select displayname, userprincipalname, department, "
+    "select display_name, user_principal_name, department, "
     "coalesce(cast(last_active as varchar), 'never') from inactive "
-    "order by last_active nulls first, userprincipalname limit 8"
+    "order by last_active nulls first, user_principal_name limit 8"
 )
 SEATS = (
     "select {product}, count(*) from inactive i, unnest(i.licenses) as l(license) "
-    'join {s}.subscribed_skus s on s.skuid = l.license."skuId" group by 1 order by 2 desc, 1'
+    'join {s}.subscribed_skus s on s.sku_id = l.license."skuId" group by 1 order by 2 desc, 1'
 )
 
 
@@ -196,6 +196,8 @@ def inactive_licensed_users(warehouse: Warehouse) -> None:
         return
     examples = warehouse.rows(INACTIVE, params, last_active=last_active, then=EXAMPLES)
     print_table(("user", "user principal name", "department", "last active"), examples)
+    if inactive > len(examples):
+        print(f"  ...and {inactive - len(examples)} more")
     if warehouse.has("subscribed_skus"):
         seats = SEATS.format(s=f'"{warehouse.schema}"', product=product_name(warehouse))
         held = warehouse.rows(INACTIVE, params, last_active=last_active, then=seats)

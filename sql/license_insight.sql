@@ -85,20 +85,20 @@ DROP VIEW IF EXISTS license_sku_seats;
 -- are assigned than active, e.g. into units in their grace period).
 CREATE VIEW license_sku_seats AS
 SELECT
-    s."skuId" AS sku_id,
-    s."skuPartNumber" AS sku_part_number,
-    coalesce(s."productDisplayName", s."skuPartNumber") AS product_name,
-    s."productDisplayName" AS product_display_name,
-    s."capabilityStatus" AS capability_status,
-    s."appliesTo" AS applies_to,
-    coalesce((s."prepaidUnits" ->> 'enabled')::integer, 0) AS purchased_units,
-    coalesce((s."prepaidUnits" ->> 'warning')::integer, 0) AS warning_units,
-    coalesce((s."prepaidUnits" ->> 'suspended')::integer, 0) AS suspended_units,
-    coalesce((s."prepaidUnits" ->> 'lockedOut')::integer, 0) AS locked_out_units,
-    coalesce(s."consumedUnits", 0)::integer AS consumed_units,
-    coalesce((s."prepaidUnits" ->> 'enabled')::integer, 0)
-        - coalesce(s."consumedUnits", 0)::integer AS available_units,
-    s."skuPartNumber" = ANY (st.free_sku_part_numbers) AS is_free
+    s.sku_id,
+    s.sku_part_number,
+    coalesce(s.product_display_name, s.sku_part_number) AS product_name,
+    s.product_display_name,
+    s.capability_status,
+    s.applies_to,
+    coalesce((s.prepaid_units ->> 'enabled')::integer, 0) AS purchased_units,
+    coalesce((s.prepaid_units ->> 'warning')::integer, 0) AS warning_units,
+    coalesce((s.prepaid_units ->> 'suspended')::integer, 0) AS suspended_units,
+    coalesce((s.prepaid_units ->> 'lockedOut')::integer, 0) AS locked_out_units,
+    coalesce(s.consumed_units, 0)::integer AS consumed_units,
+    coalesce((s.prepaid_units ->> 'enabled')::integer, 0)
+        - coalesce(s.consumed_units, 0)::integer AS available_units,
+    s.sku_part_number = ANY (st.free_sku_part_numbers) AS is_free
 FROM subscribed_skus AS s
 CROSS JOIN license_insight_settings AS st
 WHERE s._sdc_deleted_at IS NULL;
@@ -155,11 +155,11 @@ teams AS (
 )
 SELECT
     u.id AS user_id,
-    u."userPrincipalName" AS user_principal_name,
-    u."displayName" AS display_name,
+    u.user_principal_name,
+    u.display_name,
     u.department,
-    u."accountEnabled" AS account_enabled,
-    u."userType" AS user_type,
+    u.account_enabled,
+    u.user_type,
     o.exchange_last_activity_date AS exchange_last_activity,
     o.onedrive_last_activity_date AS onedrive_last_activity,
     o.sharepoint_last_activity_date AS sharepoint_last_activity,
@@ -182,7 +182,7 @@ SELECT
     END AS activity_basis,
     s.activity_as_of
 FROM users AS u
-LEFT JOIN office AS o ON o.upn = lower(u."userPrincipalName")
+LEFT JOIN office AS o ON o.upn = lower(u.user_principal_name)
 LEFT JOIN teams AS t ON t.user_id = lower(u.id)
 CROSS JOIN license_report_status AS s
 WHERE u._sdc_deleted_at IS NULL;
@@ -263,7 +263,7 @@ SELECT
     coalesce(la.product_display_name, k.product_display_name, la.sku_part_number, k.sku_part_number)
         AS product_name,
     p.path ->> 'assignedByGroup' AS group_id,
-    g."displayName" AS group_display_name,
+    g.display_name AS group_display_name,
     p.path ->> 'state' AS state,
     p.path ->> 'error' AS error,
     (p.path ->> 'lastUpdatedDateTime')::timestamptz AS last_updated_date_time,

@@ -212,7 +212,7 @@ class Views:
                 "SELECT user_id, sku_id FROM license_assignments WHERE _sdc_deleted_at IS NOT NULL"
             ),
             names_loaded=bool(
-                rows('SELECT count("productDisplayName") AS n FROM subscribed_skus')[0]["n"]
+                rows("SELECT count(product_display_name) AS n FROM subscribed_skus")[0]["n"]
             ),
         )
 
