@@ -6,6 +6,7 @@
 #      build tools, duckdb), at the versions pinned in uv.lock;
 #   --postgres: PostgreSQL 15's binaries for the end-to-end tests (apt-get, when running as root
 #      on Debian/Ubuntu and /usr/lib/postgresql/15/bin is missing; the tests start the server);
+#   --chromium: Chromium for the HTML report's test (apt-get, as root on Debian/Ubuntu);
 #   --plugins NAME...: those Meltano plugins under .meltano/ (`meltano install`).
 # Re-running is cheap: uv's cache (~/.cache/uv) keeps every wheel after the first time.
 set -euo pipefail
@@ -28,6 +29,7 @@ fi
 # tap is installed editable; packages the lock does not list are removed from .venv.
 UV_PROJECT_ENVIRONMENT=.venv uv sync --quiet --frozen --python '>=3.11' --group dev
 
+# --postgres [--chromium]: what the end-to-end tests need from the system (apt-get, as root).
 if [ "${1:-}" = "--postgres" ]; then
   shift
   pg_bin="${POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}"
@@ -40,6 +42,23 @@ if [ "${1:-}" = "--postgres" ]; then
     else
       echo "bootstrap: the end-to-end tests need PostgreSQL 15's binaries in $pg_bin:" \
         "install PostgreSQL 15 or set POSTGRES_BIN_DIR" >&2
+      exit 1
+    fi
+  fi
+fi
+
+# --chromium: Debian's headless-capable Chromium, which the test of the HTML report opens it in.
+if [ "${1:-}" = "--chromium" ]; then
+  shift
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing Chromium with apt-get" >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+      echo "bootstrap: the HTML report's test needs Chromium (Debian/Ubuntu: apt-get install" \
+        "chromium)" >&2
       exit 1
     fi
   fi
