@@ -37,7 +37,7 @@ def legend(names: list[str], x: float, y: float) -> str:
     """A row of colour keys."""
     parts = []
     for i, name in enumerate(names):
-        left = x + i * 170
+        left = x + i * 140
         parts.append(
             f'<rect x="{left}" y="{y - 10}" width="12" height="12" fill="{COLORS[i]}"/>'
             f'<text x="{left + 18}" y="{y}">{escape(name)}</text>'
