@@ -153,16 +153,16 @@ def test_stream_maps_example_hashes_user_principal_names(
 
     users = result.records("users")
     report = result.records("office365_active_user_detail")
-    assert {u["userPrincipalName"] for u in users} == {
+    assert {u["user_principal_name"] for u in users} == {
         digest(u["userPrincipalName"]) for u in tenant.users.values()
     }
     assert all(u["mail"] is None or re.fullmatch(r"[0-9a-f]{32}", u["mail"]) for u in users)
-    for dropped in ("displayName", "givenName", "surname", "proxyAddresses", "otherMails"):
+    for dropped in ("display_name", "given_name", "surname", "proxy_addresses", "other_mails"):
         assert all(dropped not in u for u in users), dropped
     assert report
     assert all("display_name" not in row for row in report)
     # Still joinable: report rows are current users, or deleted ones the report still lists.
-    hashed_users = {u["userPrincipalName"] for u in users}
+    hashed_users = {u["user_principal_name"] for u in users}
     deleted = {digest(u["userPrincipalName"]) for u in tenant.deleted_users.values()}
     reported = {row["user_principal_name"] for row in report}
     assert reported <= hashed_users | deleted
@@ -171,7 +171,7 @@ def test_stream_maps_example_hashes_user_principal_names(
     for user in tenant.users.values():
         assert user["userPrincipalName"] not in output
     schema = next(m for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "users")
-    assert "displayName" not in schema["schema"]["properties"]
+    assert "display_name" not in schema["schema"]["properties"]
     assert json.dumps(schema["key_properties"]) == '["id"]'
 
 
