@@ -191,6 +191,18 @@ class PostgresServer:
             "TARGET_POSTGRES_DATABASE": self.database,
         }
 
+    def dbt_env(self, source_schema: str, schema: str) -> dict[str, str]:
+        """dbt-postgres settings (meltano.yml) as the environment variables Meltano reads."""
+        return {
+            "DBT_POSTGRES_HOST": self.host,
+            "DBT_POSTGRES_PORT": str(self.port),
+            "DBT_POSTGRES_USER": self.user,
+            "DBT_POSTGRES_PASSWORD": self.password,
+            "DBT_POSTGRES_DBNAME": self.database,
+            "DBT_POSTGRES_SOURCE_SCHEMA": source_schema,
+            "DBT_POSTGRES_SCHEMA": schema,
+        }
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""
         if (self.data_dir / "postmaster.pid").exists():

@@ -73,7 +73,12 @@ def _to_date(cell: str) -> str:
     match = _DATE.match(cell)
     if not match:
         raise BadCell(cell)
-    return match.group(1)
+    day = match.group(1)
+    try:
+        date.fromisoformat(day)  # the shape alone lets 2026-02-30 through
+    except ValueError:
+        raise BadCell(cell) from None
+    return day
 
 
 @lru_cache(maxsize=64)
