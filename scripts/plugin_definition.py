@@ -67,6 +67,10 @@ README_END = "<!-- end of settings table -->"
 SETTINGS_GROUP_VALIDATION = [
     ["tenant_id", "client_id", "client_secret"],
     ["tenant_id", "client_id", "client_certificate_path"],
+    # Several tenants: a multi-tenant app's credentials at the top level, or each tenant's own.
+    ["tenants", "client_id", "client_secret"],
+    ["tenants", "client_id", "client_certificate_path"],
+    ["tenants"],
 ]
 
 # What the Meltano Hub shows about the plugin; everything about settings comes from `--about`.

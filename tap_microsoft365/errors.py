@@ -67,6 +67,13 @@ class TemporarySpaceError(Microsoft365Error):
     exit_code = 8
 
 
+class TenantsFailedError(Microsoft365Error):
+    """Some tenants of a run of several failed (each named in an ERROR line of its own); the
+    others completed."""
+
+    exit_code = 9
+
+
 class TargetStoppedError(Microsoft365Error):
     """The target stopped reading the tap's output (a broken pipe): it has died or exited."""
 

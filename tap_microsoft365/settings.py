@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk import typing as th
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
+from tap_microsoft365 import tenants
 from tap_microsoft365.graph.auth import CLOUDS
 from tap_microsoft365.product_names import DEFAULT_CACHE_HOURS, DEFAULT_URL
 
@@ -42,19 +43,57 @@ CREDENTIAL_FIX = (
     "client_certificate_path (a PEM with key and certificate)"
 )
 
-CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
+# One tenant of `tenants`: what it leaves out comes from the top-level settings.
+TENANT = th.ObjectType(
     th.Property(
         "tenant_id",
         th.StringType(pattern=TENANT_PATTERN),
         required=True,
         title="Tenant ID",
+        description="The tenant's Directory (tenant) ID, or a verified domain.",
+    ),
+    th.Property("name", th.StringType, title="Name", description="A name for log lines."),
+    th.Property(
+        "client_id",
+        th.StringType(pattern=GUID_PATTERN),
+        title="Client ID",
+        description="The tenant's own app registration, if not the top-level one.",
+    ),
+    th.Property("client_secret", th.StringType, secret=True, title="Client secret"),
+    th.Property("client_certificate_path", th.StringType, title="Client certificate path"),
+    th.Property(
+        "client_certificate_password", th.StringType, secret=True, title="Certificate password"
+    ),
+    th.Property("cloud", th.StringType, allowed_values=list(CLOUDS), title="Cloud"),
+    th.Property("authority_host", th.StringType(pattern=HOST_URL_PATTERN), title="Authority"),
+    th.Property("graph_url", th.StringType(pattern=HOST_URL_PATTERN), title="Graph URL"),
+    additional_properties=False,
+)
+
+CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
+    th.Property(
+        "tenant_id",
+        th.StringType(pattern=TENANT_PATTERN),
+        title="Tenant ID",
         description="Directory (tenant) ID, a GUID from Entra ID > Overview, or a verified "
-        "domain such as contoso.onmicrosoft.com.",
+        "domain such as contoso.onmicrosoft.com. Required unless tenants is set.",
+    ),
+    th.Property(
+        "tenants",
+        th.ArrayType(TENANT),
+        secret=True,
+        title="Tenants",
+        description="Secret (its entries may hold client secrets). Several tenants in one run: "
+        "a JSON array of objects with tenant_id (GUID or verified domain) and optionally "
+        "name, client_id, client_secret, client_certificate_path, client_certificate_password, "
+        "cloud, authority_host and graph_url; what an entry leaves out comes from the top-level "
+        "settings (a multi-tenant app: the top-level client_id and client_secret, and a list of "
+        "tenant ids). Every record carries its tenant's GUID in tenant_id, state is kept per "
+        "tenant, and one tenant's failure does not stop the others (README: Many tenants).",
     ),
     th.Property(
         "client_id",
         th.StringType(pattern=GUID_PATTERN),
-        required=True,
         title="Client ID",
         description="Application (client) ID of the app registration, a GUID from "
         "App registrations > your app > Overview.",
@@ -253,7 +292,8 @@ TYPE_WORDS = {
     "array": "a JSON array",
 }
 MISSING = {
-    "tenant_id": f"set it to the Directory (tenant) ID shown in {OVERVIEW}",
+    "tenant_id": f"set it to the Directory (tenant) ID shown in {OVERVIEW}, or list the "
+    "tenants in tenants",
     "client_id": f"set it to the Application (client) ID shown in {OVERVIEW}",
 }
 
@@ -313,9 +353,8 @@ def environment_config(schema: Mapping[str, Any], prefix: str) -> dict[str, Any]
     return config
 
 
-def normalized(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with identifiers' stray spaces removed (pasted from the portal)."""
-    result = dict(config)
+def _stripped(entry: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(entry)
     for name in ("tenant_id", "client_id"):
         if isinstance(result.get(name), str):
             result[name] = result[name].strip()
@@ -324,9 +363,19 @@ def normalized(config: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def normalized(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with identifiers' stray spaces removed (pasted from the portal)."""
+    result = _stripped(config)
+    if isinstance(result.get("tenants"), list):
+        result["tenants"] = [
+            _stripped(entry) if isinstance(entry, dict) else entry for entry in result["tenants"]
+        ]
+    return result
+
+
 def _shown(name: str, value: Any) -> str:
     """A value as a message may show it: never a secret's."""
-    if name in SECRETS:
+    if name.rsplit(".", 1)[-1] in SECRETS or name == "tenants":
         return f"(a value of type {type(value).__name__}, not shown)"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -385,6 +434,11 @@ def _schema_problems(schema: dict[str, Any], config: Mapping[str, Any]) -> Itera
         name = ".".join(str(part) for part in error.path)
         if len(error.path) == 1:
             yield _schema_problem(name, str(error.validator), error.instance, error.schema)
+        elif error.path[0] == "tenants" and len(error.path) == 3:  # a setting of one tenant
+            setting = str(error.path[2])
+            where = f"tenants[{error.path[1]}].{setting}"
+            problem = _schema_problem(setting, str(error.validator), error.instance, error.schema)
+            yield where + problem.removeprefix(setting)
         else:  # inside an object setting (stream maps, batch config): the schema's own words
             yield f"{name}: {_shown(name, error.instance)} is invalid ({error.validator})"
 
@@ -399,15 +453,49 @@ def check_start_date(value: Any) -> str | None:
     return None
 
 
-def _cross_field_problems(config: Mapping[str, Any]) -> Iterator[str]:
+def _credential_problems(config: Mapping[str, Any], where: str = "") -> Iterator[str]:
     has_secret = bool(config.get("client_secret"))
     has_certificate = bool(config.get("client_certificate_path"))
     if has_secret and has_certificate:
-        yield "client_secret and client_certificate_path are both set: keep exactly one credential"
+        yield (
+            f"{where}client_secret and client_certificate_path are both set: keep exactly one "
+            "credential"
+        )
     elif not has_secret and not has_certificate:
-        yield f"no credential: {CREDENTIAL_FIX}"
+        yield f"{where}no credential: {CREDENTIAL_FIX}"
     if config.get("client_certificate_password") and not has_certificate:
-        yield "client_certificate_password is set without client_certificate_path: remove it"
+        yield (
+            f"{where}client_certificate_password is set without client_certificate_path: remove it"
+        )
+
+
+def _tenants_problems(config: Mapping[str, Any]) -> Iterator[str]:
+    """Each tenant of `tenants` with the top-level settings filling in: one credential, a
+    client id, no tenant twice."""
+    seen: set[str] = set()
+    for index, entry in enumerate(config["tenants"]):
+        if not isinstance(entry, dict):
+            continue  # the schema names it
+        merged = tenants.effective(entry, config)
+        where = f"tenants[{index}] ({merged['tenant_id'] or 'no tenant_id'}): "
+        if not merged.get("client_id"):
+            yield f"{where}no client_id: set client_id at the top level or in the entry"
+        yield from _credential_problems(merged, where)
+        key = str(merged["tenant_id"] or "").lower()
+        if key and key in seen:
+            yield f"{where}the tenant is listed twice: keep one entry"
+        seen.add(key)
+
+
+def _cross_field_problems(config: Mapping[str, Any]) -> Iterator[str]:
+    if isinstance(config.get("tenants"), list) and config["tenants"]:
+        yield from _tenants_problems(config)
+    else:
+        if not config.get("tenant_id"):
+            yield f"tenant_id is missing: {MISSING['tenant_id']}"
+        if not config.get("client_id"):
+            yield f"client_id is missing: {MISSING['client_id']}"
+        yield from _credential_problems(config)
     date_problem = check_start_date(config.get("start_date"))
     if date_problem:
         yield date_problem
@@ -448,5 +536,15 @@ def secret_strings(value: Any) -> Iterator[str]:
 
 
 def secret_values(config: Mapping[str, Any]) -> list[str]:
-    """The strings to mask: every one inside the secret settings."""
-    return [text for name in SECRETS for text in secret_strings(config.get(name))]
+    """The strings to mask: every one inside the secret settings, the tenants' own included."""
+    found = [text for name in SECRETS for text in secret_strings(config.get(name))]
+    entries = config.get("tenants")
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict):
+                found += [text for name in SECRETS for text in secret_strings(entry.get(name))]
+            else:  # not an object: nothing in it can be told apart from a secret
+                found += list(secret_strings(entry))
+    elif entries is not None:
+        found += list(secret_strings(entries))
+    return found

@@ -23,10 +23,8 @@ from tap_microsoft365.errors import (
     TemporarySpaceError,
     describe_os_error,
 )
-from tap_microsoft365.graph.auth import CLOUDS, ClientCertificate, GraphAuthenticator
-from tap_microsoft365.graph.transport import Transport
+from tap_microsoft365.graph.auth import CLOUDS
 from tap_microsoft365.product_names import ProductNameCatalog
-from tap_microsoft365.retries import RetryPolicy
 from tap_microsoft365.sdk_compat import CompatTap
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
@@ -34,6 +32,7 @@ from tap_microsoft365.streams.reports.definitions import REPORTS
 from tap_microsoft365.streams.reports.fetcher import ReportFetcher
 from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
 from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
+from tap_microsoft365.tenants import CONTEXT_KEY, Tenant, Tenants
 from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
 
     from singer_sdk.streams import Stream
     from typing_extensions import override
+
+    from tap_microsoft365.graph.transport import Transport
 else:
     try:
         from typing import override
@@ -122,6 +123,11 @@ class TapMicrosoft365(CompatTap):
     def invoke(cls, *args: Any, **kwargs: Any) -> None:
         try:
             super().invoke(*args, **kwargs)
+            # Every other tenant has completed: the run still fails, naming the failed ones
+            # (the SDK's sync_all is final, so the check follows it here).
+            error = cls.run_tenants.closing_error() if cls.run_tenants is not None else None
+            if error is not None:
+                raise error
         except BrokenPipeError:
             # click would turn a broken pipe into a silent exit 1.
             msg = (
@@ -149,52 +155,24 @@ class TapMicrosoft365(CompatTap):
             TapMicrosoft365.spool_limit_mb = self.config.get("report_spool_limit_mb")
         if found and raise_errors:
             raise SettingsError(settings.message(found))
-        if raise_errors and self.config.get("client_certificate_path"):
-            _ = self.client_certificate  # an unreadable file is a settings error too
+        if raise_errors:
+            for tenant in self.tenants:
+                if tenant.settings.client_certificate_path:
+                    # An unreadable file is a settings error too, before any stream starts.
+                    _ = tenant.client_certificate
         return found
 
-    @property
-    def cloud(self) -> str:
-        """The configured cloud's name."""
-        return str(self.config.get("cloud") or "global")
-
-    @property
-    def authority_host(self) -> str:
-        """The Entra ID host: the override, or the cloud's."""
-        host = self.config.get("authority_host") or CLOUDS[self.cloud].authority_host
-        return str(host).rstrip("/")
-
-    @property
-    def graph_url(self) -> str:
-        """The Graph host: the override, or the cloud's."""
-        return str(self.config.get("graph_url") or CLOUDS[self.cloud].graph_url).rstrip("/")
-
     @cached_property
-    def client_certificate(self) -> ClientCertificate | None:
-        """The certificate credential, read and checked once; None with a client secret."""
-        path = self.config.get("client_certificate_path")
-        if not path:
-            return None
-        return ClientCertificate.load(path, self.config.get("client_certificate_password"))
+    def tenants(self) -> Tenants:
+        """The run's tenants: the `tenants` setting's, or the top-level one alone."""
+        tenants = Tenants(self.config)
+        TapMicrosoft365.run_tenants = tenants
+        return tenants
 
-    @cached_property
+    @property
     def transport(self) -> Transport:
-        """The run's one request path: sessions, bearer header, retries, Graph's errors."""
-        transport = Transport(
-            graph_url=self.graph_url,
-            timeout=float(self.config.get("request_timeout", 300)),
-            policy=RetryPolicy.from_config(self.config),
-        )
-        transport.authenticator = GraphAuthenticator(
-            tenant_id=self.config["tenant_id"].strip(),
-            client_id=self.config["client_id"].strip(),
-            client_secret=self.config.get("client_secret"),
-            client_certificate=self.client_certificate,
-            authority_host=self.authority_host,
-            graph_url=self.graph_url,
-            transport=transport,
-        )
-        return transport
+        """The first tenant's request path (the product names file is fetched on it)."""
+        return self.tenants.first.transport
 
     @cached_property
     def product_names(self) -> ProductNameCatalog:
@@ -202,15 +180,39 @@ class TapMicrosoft365(CompatTap):
         return ProductNameCatalog(self.config, self.logger, self.transport)
 
     @cached_property
-    def report_fetcher(self) -> ReportFetcher:
-        """One fetcher for every report stream of the run: fetches their days concurrently."""
-        return ReportFetcher(
-            self.config,
-            self.transport,
-            has_usage_reports=CLOUDS[self.cloud].has_usage_reports,
-            cloud=self.cloud,
-            streams=lambda: [s for s in self.streams.values() if isinstance(s, ReportStream)],
-        )
+    def _report_fetchers(self) -> dict[str, ReportFetcher]:
+        return {}
+
+    @cached_property
+    def _report_slots(self) -> threading.BoundedSemaphore:
+        # report_concurrency caps the report transfers of every tenant together.
+        return threading.BoundedSemaphore(int(self.config.get("report_concurrency") or 8))
+
+    def report_fetcher(self, tenant: Tenant) -> ReportFetcher:
+        """One fetcher per tenant for every report stream: it fetches their days concurrently,
+        each report paced on the tenant's own budget (Graph counts per app and tenant)."""
+        with self._fetchers_lock:
+            fetcher = self._report_fetchers.get(tenant.key)
+            if fetcher is None:
+                context = {CONTEXT_KEY: tenant.key} if self.tenants.partitioned else None
+                fetcher = ReportFetcher(
+                    self.config,
+                    tenant.transport,
+                    has_usage_reports=CLOUDS[tenant.cloud].has_usage_reports,
+                    cloud=tenant.cloud,
+                    streams=lambda: [
+                        s.source(context)
+                        for s in self.streams.values()
+                        if isinstance(s, ReportStream)
+                    ],
+                    slots=self._report_slots,
+                )
+                self._report_fetchers[tenant.key] = fetcher
+            return fetcher
+
+    _fetchers_lock = threading.Lock()
+    #: The tenants of the run `invoke` started, for its closing line.
+    run_tenants: ClassVar[Tenants | None] = None
 
     @override
     def discover_streams(self) -> list[Stream]:

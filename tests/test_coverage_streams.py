@@ -70,9 +70,13 @@ def test_discover_lists_the_three_streams_and_sign_in_is_off_by_default() -> Non
     discovered = catalog_selecting({}, set())  # runs `tap-microsoft365 --discover`
     entries = {entry["tap_stream_id"]: entry for entry in discovered["streams"]}
     assert set(entries) >= NEW
-    assert entries[COPILOT]["key_properties"] == ["report_date", "user_principal_name"]
-    assert entries[TEAMS]["key_properties"] == ["report_date", "team_id"]
-    assert entries[SIGN_IN]["key_properties"] == ["id"]
+    assert entries[COPILOT]["key_properties"] == [
+        "tenant_id",
+        "report_date",
+        "user_principal_name",
+    ]
+    assert entries[TEAMS]["key_properties"] == ["tenant_id", "report_date", "team_id"]
+    assert entries[SIGN_IN]["key_properties"] == ["tenant_id", "id"]
 
     def selected_by_default(stream: str) -> bool:
         root = next(m for m in entries[stream]["metadata"] if m["breadcrumb"] == [])

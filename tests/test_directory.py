@@ -135,7 +135,7 @@ def test_schemas_are_typed(full_sync: tuple[SyncResult, list]) -> None:
         m["stream"]: m["key_properties"] for m in result.messages if m["type"] == "SCHEMA"
     }
     for stream in ("organization", "subscribed_skus", "subscriptions", "users", "groups"):
-        assert key_properties[stream] == ["id"]
+        assert key_properties[stream] == ["tenant_id", "id"]
 
 
 def test_page_size_setting_is_honoured(emulator: GraphEmulator) -> None:

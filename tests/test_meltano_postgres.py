@@ -262,12 +262,12 @@ def runs(pipeline: Pipeline) -> Runs:
 def test_every_selected_stream_lands_as_a_table_with_its_primary_key(runs: Runs) -> None:
     assert set(runs.first.counts) == set(STREAMS)
     assert runs.first.primary_keys == {
-        "organization": ["id"],
-        "subscribed_skus": ["id"],
-        "subscriptions": ["id"],
-        "users": ["id"],
-        "groups": ["id"],
-        "office365_active_user_detail": ["report_date", "user_principal_name"],
+        "organization": ["tenant_id", "id"],
+        "subscribed_skus": ["tenant_id", "id"],
+        "subscriptions": ["tenant_id", "id"],
+        "users": ["tenant_id", "id"],
+        "groups": ["tenant_id", "id"],
+        "office365_active_user_detail": ["tenant_id", "report_date", "user_principal_name"],
     }
 
 

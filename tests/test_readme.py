@@ -172,7 +172,7 @@ def test_stream_maps_example_hashes_user_principal_names(
         assert user["userPrincipalName"] not in output
     schema = next(m for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "users")
     assert "display_name" not in schema["schema"]["properties"]
-    assert json.dumps(schema["key_properties"]) == '["id"]'
+    assert json.dumps(schema["key_properties"]) == '["tenant_id", "id"]'
 
 
 def test_every_exit_code_of_the_tap_is_in_the_failure_table() -> None:

@@ -17,6 +17,7 @@ Retry-After through the former, and empties the latter before each retry.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ _AADSTS_FIXES: dict[int, str] = {
 # AADSTS codes Entra ID documents as transient service errors or throttling
 # (https://learn.microsoft.com/entra/identity-platform/reference-error-codes): retried like a 503.
 TRANSIENT_AADSTS = frozenset({90006, 90024, 90033, 90055})
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 T = TypeVar("T")
 
 
@@ -453,6 +455,28 @@ class GraphAuthenticator:
                 raise
         redaction.register_secret(token)
         return str(token)
+
+    def resolved_tenant_id(self) -> str:
+        """The tenant's GUID, from Entra ID's OpenID configuration for it: its token endpoint
+        names the tenant by GUID even when tenant_id is a domain."""
+        with self._lock:
+            if self._failure is not None:
+                raise AuthenticationError(str(self._failure))
+            try:
+                app = self._application()
+            except AuthenticationError as exc:
+                self._failure = exc
+                raise
+        endpoint = str(getattr(app.authority, "token_endpoint", "") or "")
+        segments = [part for part in urlsplit(endpoint).path.split("/") if part]
+        if segments and _GUID.match(segments[0]):
+            return segments[0].lower()
+        msg = (
+            f"Entra ID did not name the GUID of tenant {self.tenant_id} (token endpoint "
+            f"{endpoint or 'missing'}): set tenant_id to the Directory (tenant) ID from Entra ID "
+            "> Overview"
+        )
+        raise AuthenticationError(msg)
 
     def invalidate_token(self) -> None:
         """Forget cached tokens, so the next request gets a new one (after a 401)."""

@@ -10,8 +10,15 @@ schema, the permission it needs). What it shares lives here, once:
 - `$select` built from the stream's schema and `$top` from `page_size`;
 - Graph error bodies turned into one line: status, code, message, request-id and the fix.
 
-Streams get the run's shared services (`GraphServices`: the transport, the product names) from
+Streams get the run's shared services (`GraphServices`: the tenants, the product names) from
 the tap when it builds them; no stream imports the Tap class.
+
+Tenants: every record carries its tenant's GUID in `tenant_id`, the first column of every schema
+and of every primary key. With the `tenants` setting each stream reads one SDK partition per
+tenant (`partitions`: state is then kept per tenant), tenant after tenant, each on the tenant's
+own transport; without it the one tenant's context is None and its state stays where it was.
+With several tenants, an error that ends one tenant's reading is recorded as that tenant's
+failure (one ERROR line) and the stream goes on with the next tenant.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from tap_microsoft365.graph.transport import (
     tls_line,
 )
 from tap_microsoft365.sdk_compat import CompatStream, request_once
+from tap_microsoft365.tenants import CONTEXT_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
@@ -65,6 +73,7 @@ if TYPE_CHECKING:
     from tap_microsoft365.naming import Columns
     from tap_microsoft365.product_names import ProductNameCatalog
     from tap_microsoft365.retries import GiveUpError
+    from tap_microsoft365.tenants import Tenant, Tenants
 else:
     try:
         from typing import override
@@ -72,14 +81,33 @@ else:
         from typing_extensions import override
 
 PROGRESS_INTERVAL_SECONDS = 5.0
+TENANT_ID = CONTEXT_KEY
+TENANT_ID_SCHEMA = {
+    "type": ["string"],
+    "description": "The tenant's Directory (tenant) ID, a GUID, even when the tenant is "
+    "configured by domain.",
+}
+
+
+def with_tenant_id(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with `tenant_id` as its first property (and required)."""
+    properties = {TENANT_ID: TENANT_ID_SCHEMA}
+    properties.update((k, v) for k, v in schema["properties"].items() if k != TENANT_ID)
+    required = [TENANT_ID, *(name for name in schema.get("required", []) if name != TENANT_ID)]
+    return {**schema, "properties": properties, "required": required}
+
+
+def with_tenant_key(keys: Iterable[str]) -> tuple[str, ...]:
+    """Primary keys with `tenant_id` first: ids are unique only within a tenant."""
+    return (TENANT_ID, *(key for key in keys if key != TENANT_ID))
 
 
 class GraphServices(Protocol):
     """What the run shares with its streams (the tap provides them, built on first use)."""
 
     @property
-    def transport(self) -> Transport:
-        """The one request path."""
+    def tenants(self) -> Tenants:
+        """The run's tenants: each with its own request path, and their failures."""
         ...
 
     @property
@@ -133,13 +161,30 @@ class GraphStream(CompatStream):
 
     def __init__(self, tap: Tap, services: GraphServices, **kwargs: Any) -> None:
         self.services = services
-        self._bearer: BearerAuthenticator | None = None
+        self._bearers: dict[str, BearerAuthenticator] = {}
+        self._tenant: Tenant | None = None
+        self._tenant_guid = ""
+        if kwargs.get("schema") is not None:
+            kwargs["schema"] = with_tenant_id(kwargs["schema"])
         super().__init__(tap=tap, **kwargs)
+        if "schema" not in kwargs:  # the class's schema: this stream's own copy, with tenant_id
+            self.__dict__["schema"] = with_tenant_id(cast("dict[str, Any]", type(self).schema))
+        self.primary_keys = with_tenant_key(self.primary_keys)  # type: ignore[misc]
+
+    @property
+    def tenant(self) -> Tenant:
+        """The tenant being read (the first one before any is)."""
+        return self._tenant if self._tenant is not None else self.services.tenants.first
+
+    @override
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        return self.services.tenants.contexts()
 
     @property
     def transport(self) -> Transport:
-        """The run's one request path."""
-        return self.services.transport
+        """The request path of the tenant being read."""
+        return self.tenant.transport
 
     @override
     @property
@@ -149,9 +194,10 @@ class GraphStream(CompatStream):
     @override
     @property
     def authenticator(self) -> BearerAuthenticator:
-        if self._bearer is None:
-            self._bearer = BearerAuthenticator(self.transport)
-        return self._bearer
+        tenant = self.tenant
+        if tenant.key not in self._bearers:
+            self._bearers[tenant.key] = BearerAuthenticator(tenant.transport)
+        return self._bearers[tenant.key]
 
     @override
     @property
@@ -171,7 +217,11 @@ class GraphStream(CompatStream):
     @property
     def select(self) -> list[str]:
         """Properties to `$select`: the schema's, in Graph's names, except the tap's own."""
-        names = [name for name in self.schema["properties"] if not name.startswith("_")]
+        names = [
+            name
+            for name in self.schema["properties"]
+            if not name.startswith("_") and name != TENANT_ID
+        ]
         return names if self.columns is None else self.columns.graph_names(names)
 
     @override
@@ -205,6 +255,28 @@ class GraphStream(CompatStream):
         None by default; a stream overrides it when Graph can count the collection cheaply.
         """
         return None
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The records of one tenant (the context's), on its own request path."""
+        tenants = self.services.tenants
+        tenant = tenants.of(context)
+        if tenants.failures.failed(tenant):
+            return  # said once, when it failed
+        self._tenant = tenant
+        try:
+            self._tenant_guid = tenant.guid
+            yield from self.tenant_records(context)
+        except Microsoft365Error as exc:
+            if self.handle_sync_error(exc):
+                return
+            if not tenants.isolated:
+                raise
+            tenants.failures.fail(tenant, exc, self.name)
+
+    def tenant_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The records of the tenant being read (the SDK's `get_records` by default)."""
+        yield from super().get_records(context)
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -326,4 +398,5 @@ class GraphStream(CompatStream):
         """The SDK's step (drop deselected properties, conform types, apply stream maps) with
         the conformance compiled once per schema (conform.py): the SDK's own walk of the schema
         for every value was two thirds of a users sync's CPU."""
+        record[TENANT_ID] = self._tenant_guid  # every record, whichever way it was built
         yield from record_messages(self, record)

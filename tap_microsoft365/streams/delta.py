@@ -231,7 +231,7 @@ class DeltaStream(GraphStream):
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self._synced_at = datetime.now(UTC).isoformat()
-        state = self.stream_state
+        state = self.get_context_state(context)  # the tenant's own (or the stream's)
         link = self._usable_link(state)
         if link is not None:
             try:

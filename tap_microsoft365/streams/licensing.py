@@ -376,10 +376,10 @@ class LicenseAssignmentsStream(GraphStream):
         return params
 
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+    def tenant_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         catalog = self.services.product_names
         skus = self.subscribed_skus()
-        state = self.stream_state
+        state = self.get_context_state(context)  # the tenant's own (or the stream's)
         version: int | None = None
         if self.retires_vanished_rows:
             # Above every earlier version, in seconds as the SDK's own (an integer column).

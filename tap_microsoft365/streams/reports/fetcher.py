@@ -278,6 +278,7 @@ class ReportFetcher:
         has_usage_reports: bool,
         cloud: str,
         streams: Callable[[], Iterable[ReportSource]],
+        slots: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.transport = transport
         self.has_usage_reports = has_usage_reports
@@ -291,7 +292,8 @@ class ReportFetcher:
         self.concealed_mode = str(config.get("concealed_names") or "warn")
         self.start_date = parse_day(config.get("start_date"))
         self._cond = threading.Condition()
-        self._slots = threading.BoundedSemaphore(self.concurrency)
+        # Shared by the fetchers of every tenant of a run: report_concurrency caps them all.
+        self._slots = slots or threading.BoundedSemaphore(self.concurrency)
         self._stop = threading.Event()
         self._jobs: dict[str, Job] = {}
         self._started = False

@@ -19,12 +19,13 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
-from tap_microsoft365.streams.base import GraphServices, GraphStream
+from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
 from tap_microsoft365.streams.reports.definitions import (
     ColumnType,
     ReportDefinition,
     snake_case,
 )
+from tap_microsoft365.tenants import CONTEXT_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from typing_extensions import override
 
     from tap_microsoft365.streams.reports.fetcher import Delivery, ReportFetcher
+    from tap_microsoft365.tenants import Tenant
 else:
     try:
         from typing import override
@@ -42,12 +44,40 @@ else:
 
 
 class ReportServices(GraphServices, Protocol):
-    """What report streams share besides the transport: the run's report fetcher."""
+    """What report streams share besides the tenants: a report fetcher per tenant."""
+
+    def report_fetcher(self, tenant: Tenant) -> ReportFetcher:
+        """Fetches every selected report's files of one tenant, concurrently within Graph's
+        limits (which count per tenant)."""
+        ...
+
+
+class TenantReport:
+    """One report stream for one tenant, as that tenant's fetcher sees it (`ReportSource`):
+    the tenant's bookmark, and, with several tenants, a name that says which tenant."""
+
+    def __init__(self, stream: ReportStream, context: Context | None) -> None:
+        self.stream = stream
+        self.context = context
+        # With several tenants the name says which (the fetcher's log lines use it).
+        self.name = stream.name if context is None else f"{stream.name}[{context[CONTEXT_KEY]}]"
+        self.definition = stream.definition
+        self.ABORT_AT_RECORD_COUNT = stream.ABORT_AT_RECORD_COUNT  # set for a dry run (--test)
 
     @property
-    def report_fetcher(self) -> ReportFetcher:
-        """Fetches every selected report's files, concurrently within Graph's limits."""
-        ...
+    def required_permissions(self) -> tuple[str, ...]:
+        """The application permissions that allow reading the report."""
+        return self.stream.required_permissions
+
+    @property
+    def bookmark(self) -> date | None:
+        """The last day delivered to this tenant by earlier runs."""
+        return self.stream.bookmark_for(self.context)
+
+    @property
+    def selected(self) -> bool:
+        """Whether the catalog selects the stream."""
+        return self.stream.selected
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,28 +213,38 @@ class ReportStream(GraphStream):
         self.path = f"/{definition.url_path}"
         super().__init__(tap, services, name=definition.name, schema=definition.schema)
         # GraphStream declares primary_keys per class; a report's come from its definition.
-        self.primary_keys = definition.key_properties  # type: ignore[misc]
+        self.primary_keys = with_tenant_key(definition.key_properties)  # type: ignore[misc]
         self._logged: set[str] = set()  # what this run's files showed, each said once
+        self._context: Context | None = None  # the tenant being read
 
     @property
     def fetcher(self) -> ReportFetcher:
-        """The run's report fetcher, shared by every report stream."""
-        return self.report_services.report_fetcher
+        """The report fetcher of the tenant being read, shared by every report stream."""
+        return self.report_services.report_fetcher(self.tenant)
 
-    @property
-    def bookmark(self) -> date | None:
-        """The last day delivered by earlier runs."""
-        state = self.stream_state
+    def source(self, context: Context | None) -> TenantReport:
+        """This report for one tenant, as its fetcher sees it."""
+        return TenantReport(self, context)
+
+    def bookmark_for(self, context: Context | None) -> date | None:
+        """The last day delivered to a tenant by earlier runs."""
+        state = self.get_context_state(context)
         value = state.get("replication_key_value")
         if not value or state.get("replication_key") != self.replication_key:
             return None
         return date.fromisoformat(str(value)[:10])
 
+    @property
+    def bookmark(self) -> date | None:
+        """The last day delivered to the tenant being read by earlier runs."""
+        return self.bookmark_for(self._context)
+
     @override
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+    def tenant_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        self._context = context
         records = 0
         delivered: list[date] = []
-        for delivery in self.fetcher.deliveries(self):
+        for delivery in self.fetcher.deliveries(self.source(context)):
             if delivery.path is not None:
                 for record in self._read(delivery):
                     records += 1
@@ -245,7 +285,7 @@ class ReportStream(GraphStream):
         """
         self.state_manager.increment_state(
             {self.replication_key: day.isoformat()},
-            context=None,
+            context=self._context,
             replication_key=self.replication_key,
         )
         write_state_message(self)
