@@ -423,6 +423,9 @@ def _schema_problem(  # noqa: PLR0911 - one message per kind of rule
 def _schema_problems(schema: dict[str, Any], config: Mapping[str, Any]) -> Iterator[str]:
     validator = DEFAULT_JSONSCHEMA_VALIDATOR(schema)
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.path)):
+        if error.path and error.path[0] == "tenants" and len(error.path) != 3:
+            yield _tenants_schema_problem(error)
+            continue
         if error.validator == "required":
             name = str(error.message).split("'")[1]
             fix = MISSING.get(name, "set it")
@@ -441,6 +444,22 @@ def _schema_problems(schema: dict[str, Any], config: Mapping[str, Any]) -> Itera
             yield where + problem.removeprefix(setting)
         else:  # inside an object setting (stream maps, batch config): the schema's own words
             yield f"{name}: {_shown(name, error.instance)} is invalid ({error.validator})"
+
+
+def _tenants_schema_problem(error: Any) -> str:
+    """A problem of the `tenants` list or of one entry as a whole, its values never shown
+    (an entry may hold a secret)."""
+    where = "tenants" if len(error.path) == 1 else f"tenants[{error.path[1]}]"
+    if error.validator == "required":
+        name = str(error.message).split("'")[1]
+        return f"{where}: {name} is missing: give each tenant its tenant_id (GUID or domain)"
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(error.schema.get("properties", {}))
+        return f"{where}: {error.message.split('(', 1)[-1].rstrip(')')}: use only {allowed}"
+    if error.validator == "type":
+        wanted = "a JSON array of objects" if where == "tenants" else "a JSON object"
+        return f"{where} is not {wanted}: see tap-microsoft365 --about"
+    return f"{where} is invalid ({error.validator}): see tap-microsoft365 --about"
 
 
 def check_start_date(value: Any) -> str | None:

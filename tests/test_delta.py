@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from tap_microsoft365 import schemas
+from tap_microsoft365.streams.base import with_tenant_id
 from tests.graph_emulator import GraphEmulator, PagingOptions, Tenant
 from tests.singer_run import TAP, SyncResult, catalog_selecting, run_tap, tap_env, upsert
 
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 TODAY = datetime.date(2026, 11, 26)
-DELTA_STREAMS = {"users": schemas.USER, "groups": schemas.GROUP}
+# The streams' schemas: Graph's resources, with the tenant's id first.
+DELTA_STREAMS = {"users": with_tenant_id(schemas.USER), "groups": with_tenant_id(schemas.GROUP)}
 # Small pages, an empty page with a nextLink after every two, and each page repeating the last
 # object of the one before: the Graph quirks a round must survive.
 QUIRKY_PAGING = PagingOptions(delta_page_size=100, empty_page_every=2, delta_duplicates=True)
@@ -66,7 +68,9 @@ def expected_rows(tenant: Tenant, stream: str) -> Table:
     objects = tenant.users if stream == "users" else tenant.groups
     return {
         oid: {
-            name: project(obj.get(graph_name(name)), sub)
+            name: tenant.tenant_id
+            if name == "tenant_id"
+            else project(obj.get(graph_name(name)), sub)
             for name, sub in schema["properties"].items()
         }
         for oid, obj in objects.items()

@@ -130,6 +130,9 @@ def test_a_tenant_without_consent_fails_alone_with_one_error_line(runs: Runs) ->
     assert len(naming) == 1, errors
     assert northwind.tenant_id in naming[0]
     assert "admin consent" in naming[0]
+    # The URL an administrator of that tenant opens to consent to the app.
+    consent = f"/{northwind.tenant_id}/adminconsent?client_id={runs.emulator.client_id}"
+    assert consent in naming[0]
     last = result.stderr.strip().splitlines()[-1]
     assert "ERROR" in last
     assert f"1 of 3 tenants failed: Northwind ({northwind.tenant_id})" in last

@@ -113,11 +113,22 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 T = TypeVar("T")
 
 
-def describe_token_error(result: Mapping[str, Any], authority: str) -> str:
-    """One line from an Entra ID token error body: code, fix, and the ids support asks for."""
+# Codes an administrator of the tenant fixes by consenting to the app (a multi-tenant app's
+# customer tenant included): the line then gives the tenant's admin-consent URL
+# (https://learn.microsoft.com/entra/identity-platform/v2-admin-consent).
+CONSENT_CODES = frozenset({65001, 7000229})
+
+
+def describe_token_error(
+    result: Mapping[str, Any], authority: str, consent_url: str | None = None
+) -> str:
+    """One line from an Entra ID token error body: code, fix, and the ids support asks for;
+    `consent_url`, the tenant's admin-consent URL, is added to consent failures."""
     codes = result.get("error_codes") or []
     code = int(codes[0]) if codes else None
     fix = _AADSTS_FIXES.get(code) if code is not None else None
+    if fix and consent_url and code in CONSENT_CODES:
+        fix += f", or have an administrator of this tenant open {consent_url}"
     description = str(result.get("error_description") or "").splitlines()
     summary = description[0].strip() if description else ""
     what = f"AADSTS{code}" if code is not None else str(result.get("error", "error"))
@@ -305,6 +316,11 @@ class GraphAuthenticator:
             redaction.register_secret(client_certificate.password)
 
     @property
+    def consent_url(self) -> str:
+        """Where an administrator of the tenant grants the app admin consent."""
+        return f"{self.authority}/adminconsent?client_id={self.client_id}"
+
+    @property
     def host(self) -> str:
         """The Entra ID host and port, for messages."""
         return urlsplit(self.authority).netloc
@@ -449,7 +465,9 @@ class GraphAuthenticator:
                 )
                 token = result.get("access_token")
                 if not token:
-                    raise AuthenticationError(describe_token_error(result, self.authority))
+                    raise AuthenticationError(
+                        describe_token_error(result, self.authority, self.consent_url)
+                    )
             except AuthenticationError as exc:
                 self._failure = exc
                 raise
