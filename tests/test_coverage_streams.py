@@ -124,6 +124,7 @@ def test_sync_loads_the_three_keyed_and_typed(emu: GraphEmulator) -> None:
     assert {row["id"] for row in signed} == set(emu.tenant.users)
     columns = set(schema_of(result, SIGN_IN)["schema"]["properties"])
     assert columns == {
+        "tenant_id",
         "id",
         "user_principal_name",
         "last_sign_in_date_time",

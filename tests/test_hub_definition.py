@@ -135,10 +135,12 @@ def test_secrets_are_sensitive_and_kinds_follow_the_tap_types(
     defined = by_name((hub if where == "hub" else meltano_extractor)["settings"])
     leaves = about_leaves(about)
     secrets = {name for name, schema in leaves.items() if schema.get("secret")}
-    assert secrets == {"client_secret", "client_certificate_password"}
+    # `tenants` as a whole: its entries may hold client secrets.
+    assert secrets == {"client_secret", "client_certificate_password", "tenants"}
     assert {name for name, s in defined.items() if s.get("sensitive")} == secrets
-    for name in secrets:
+    for name in secrets - {"tenants"}:
         assert defined[name]["kind"] == "string"  # not the deprecated `password`
+    assert defined["tenants"]["kind"] == "array"
     assert defined["start_date"]["kind"] == "date_iso8601"
     assert defined["page_size"]["kind"] == "integer"
     assert defined["page_size"]["value"] == leaves["page_size"]["default"]
@@ -173,15 +175,19 @@ def test_capabilities_and_credential_groups_agree(
     assert hub["capabilities"] == meltano_extractor["capabilities"] == sorted(about["capabilities"])
     groups = hub["settings_group_validation"]
     assert groups == meltano_extractor["settings_group_validation"]
-    required = set(about["settings"]["required"])
-    assert required == {"tenant_id", "client_id"}
+    # tenant_id or tenants, and client_id at the top level or in every tenant: the tap checks
+    # those rules across settings, so its schema requires none of them on its own.
+    assert not about["settings"].get("required")
     credentials = {"client_secret", "client_certificate_path"}
     for group in groups:
-        assert required <= set(group)
-        assert len(credentials & set(group)) == 1
+        assert len({"tenant_id", "tenants"} & set(group)) == 1
+        if group != ["tenants"]:  # every tenant with its own app and credential
+            assert "client_id" in group
+            assert len(credentials & set(group)) == 1
     assert {frozenset(group) & credentials for group in groups} == {
         frozenset({"client_secret"}),
         frozenset({"client_certificate_path"}),
+        frozenset(),
     }
 
 

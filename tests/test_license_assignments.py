@@ -100,6 +100,7 @@ def expected_rows(tenant: Tenant, omitted: frozenset[str] = frozenset()) -> Tabl
                 assigned = None
             named = sku not in omitted
             table[(user["id"], sku)] = {
+                "tenant_id": tenant.tenant_id,
                 "user_id": user["id"],
                 "sku_id": sku,
                 "sku_part_number": SKU_BY_ID[sku].part_number,

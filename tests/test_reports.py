@@ -204,13 +204,14 @@ def assert_day_matches(
     stream = stream_of(function)
     header, rows = served(emu, function, params)
     schema = backfill.schemas[stream]["properties"]
-    keys = [key for key in backfill.keys[stream] if key != "report_date"]
+    keys = [key for key in backfill.keys[stream] if key not in ("report_date", "tenant_id")]
     expected = {}
     for row in rows:
         values = {
             snake(column): typed(schema[snake(column)], cell)
             for column, cell in zip(header, row, strict=True)
         }
+        values["tenant_id"] = emu.tenant_id  # every row carries its tenant's GUID
         expected[tuple(values[key] for key in keys)] = values
     got = Counter(tuple(record[key] for key in keys) for record in records)
     assert all(count == 1 for count in got.values()), f"{stream} {params}: a row twice"
@@ -230,13 +231,16 @@ def test_every_documented_report_is_a_stream_with_its_columns(backfill: Backfill
     for function, definition in DOCUMENTED.items():
         stream = stream_of(function)
         properties = backfill.schemas[stream]["properties"]
-        assert set(properties) == {"report_date"} | {snake(c) for c in definition.columns}
+        assert list(properties)[0] == "tenant_id"
+        assert set(properties) == {"tenant_id", "report_date"} | {
+            snake(c) for c in definition.columns
+        }
         assert (properties["report_date"]["type"], properties["report_date"]["format"]) == (
             ["string"],  # never null: it leads the primary key
             "date",
         )
         key = EXPECTED_KEYS.get(function, ("user_principal_name",))
-        assert backfill.keys[stream] == ["report_date", *key]
+        assert backfill.keys[stream] == ["tenant_id", "report_date", *key]
     names = backfill.schemas
     assert {"office365_active_user_detail", "m365_app_user_detail"} <= set(names)
     assert {"onedrive_usage_account_detail", "teams_user_activity_user_detail"} <= set(names)

@@ -234,4 +234,3 @@ def test_the_next_run_is_incremental_per_tenant(runs: Runs) -> None:
         assert not by_tenant(result.records("office365_active_user_detail")).get(tenant.tenant_id)
     northwind_rows = by_tenant(result.records("office365_active_user_detail"))
     assert northwind_rows[runs.northwind.tenant_id]
-
