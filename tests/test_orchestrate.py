@@ -36,6 +36,7 @@ SCHEMA = "microsoft365_tenants"
 STREAMS = ("organization", "users", "groups", "office365_active_user_detail")
 VENV = ROOT / ".meltano" / "orchestrate-venv"  # git-ignored, reused between sessions
 UV = Path(sys.executable).with_name("uv")
+JOB = ("job", "execute", "-m", "orchestrate.definitions", "-j", "microsoft365_all_groups")
 
 
 def dagster_venv() -> Path:
@@ -59,10 +60,19 @@ def dagster_venv() -> Path:
             env=env,
             timeout=120,
         )
-        (VENV / "requirements.in").write_text(requirements)
+        requirements_in = VENV / "requirements.in"
+        requirements_in.write_text(requirements)
         subprocess.run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(python)]
-            + ["-r", str(VENV / "requirements.in")],
+            [
+                str(UV),
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(python),
+                "-r",
+                str(requirements_in),
+            ],
             check=True,
             env=env,
             timeout=600,
@@ -142,8 +152,7 @@ class Deployment:
         (self.work / "dagster").mkdir(exist_ok=True)
         dagster = dagster_venv()
         return subprocess.run(
-            [str(dagster), "job", "execute", "-m", "orchestrate.definitions"]
-            + ["-j", "microsoft365_all_groups"],
+            [str(dagster), *JOB],
             cwd=ROOT,
             env=env,
             capture_output=True,

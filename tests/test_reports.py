@@ -231,7 +231,7 @@ def test_every_documented_report_is_a_stream_with_its_columns(backfill: Backfill
     for function, definition in DOCUMENTED.items():
         stream = stream_of(function)
         properties = backfill.schemas[stream]["properties"]
-        assert list(properties)[0] == "tenant_id"
+        assert next(iter(properties)) == "tenant_id"
         assert set(properties) == {"tenant_id", "report_date"} | {
             snake(c) for c in definition.columns
         }
