@@ -248,6 +248,16 @@ class Tenants:
         return len(self._tenants)
 
     @property
+    def last(self) -> Tenant:
+        """The last tenant: a stream has read every tenant after its partition."""
+        return next(reversed(self._tenants.values()))
+
+    @property
+    def complete(self) -> bool:
+        """Whether no tenant has failed so far in this run."""
+        return self.failures.error(len(self._tenants)) is None
+
+    @property
     def first(self) -> Tenant:
         """The first tenant (its request path also fetches the product names)."""
         return next(iter(self._tenants.values()))

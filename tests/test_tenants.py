@@ -74,6 +74,7 @@ class Runs:
     second: SyncResult
     second_log: list[Any]
     changed_user: str
+    fresh: SyncResult  # every tenant read in full (no state), all consented
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,8 @@ def runs() -> Iterator[Runs]:
         second = run_tap(
             config, ca_bundle=emulator.ca_bundle, catalog=selection, state=first.last_state
         )
+        second_log = list(emulator.request_log)
+        fresh = run_tap(config, ca_bundle=emulator.ca_bundle, catalog=selection)
         yield Runs(
             emulator,
             contoso,
@@ -105,8 +108,9 @@ def runs() -> Iterator[Runs]:
             first,
             first_log,
             second,
-            list(emulator.request_log),
+            second_log,
             changed,
+            fresh,
         )
 
 
@@ -234,3 +238,38 @@ def test_the_next_run_is_incremental_per_tenant(runs: Runs) -> None:
         assert not by_tenant(result.records("office365_active_user_detail")).get(tenant.tenant_id)
     northwind_rows = by_tenant(result.records("office365_active_user_detail"))
     assert northwind_rows[runs.northwind.tenant_id]
+
+
+def activations(result: SyncResult, stream: str) -> list[int]:
+    return [
+        m["version"]
+        for m in result.messages
+        if m["type"] == "ACTIVATE_VERSION" and m["stream"] == stream
+    ]
+
+
+RETIRING = ("users", "groups", "license_assignments")
+
+
+def test_rows_are_retired_only_when_every_tenant_was_read_in_full(runs: Runs) -> None:
+    # The tables hold every tenant's rows: ACTIVATE_VERSION after one tenant's full read would
+    # let a target retire the others'. With Northwind missing (first run) or read incrementally
+    # (second run), none is sent, and the log says why.
+    for stream in RETIRING:
+        assert activations(runs.first, stream) == [], stream
+    for stream in ("users", "groups"):
+        assert activations(runs.second, stream) == [], stream
+    # license_assignments reads every tenant in full on every run: with all three read, retired.
+    assert len(activations(runs.second, "license_assignments")) == 1
+    assert "full rounds for 2 of 3 tenants only" in runs.first.stderr
+    assert "2 of 3 tenants read, so vanished assignments are not retired" in runs.first.stderr
+    # Every tenant read in full in one run: one version for all of them, then one activation.
+    fresh = runs.fresh
+    assert fresh.exit_code == 0, fresh.stderr[-3000:]
+    for stream in RETIRING:
+        messages = [m for m in fresh.messages if m.get("stream") == stream]
+        [version] = activations(fresh, stream)
+        records = [m for m in messages if m["type"] == "RECORD"]
+        assert len({r["record"]["tenant_id"] for r in records}) == 3
+        assert {r["version"] for r in records} == {version}, stream
+        assert messages[-1]["type"] == "ACTIVATE_VERSION"  # after every tenant's last record

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import requests
@@ -261,22 +262,40 @@ class GraphStream(CompatStream):
         """The records of one tenant (the context's), on its own request path."""
         tenants = self.services.tenants
         tenant = tenants.of(context)
-        if tenants.failures.failed(tenant):
-            return  # said once, when it failed
-        self._tenant = tenant
-        try:
-            self._tenant_guid = tenant.guid
-            yield from self.tenant_records(context)
-        except Microsoft365Error as exc:
-            if self.handle_sync_error(exc):
-                return
-            if not tenants.isolated:
-                raise
-            tenants.failures.fail(tenant, exc, self.name)
+        if not tenants.failures.failed(tenant):  # a failed tenant was said once, when it failed
+            self._tenant = tenant
+            try:
+                self._tenant_guid = tenant.guid
+                yield from self.tenant_records(context)
+            except Microsoft365Error as exc:
+                if not self.handle_sync_error(exc):
+                    if not tenants.isolated:
+                        raise
+                    tenants.failures.fail(tenant, exc, self.name)
+                    self.tenant_failed(tenant)
+        if tenants.partitioned and tenant is tenants.last:
+            self.all_tenants_read()
 
     def tenant_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """The records of the tenant being read (the SDK's `get_records` by default)."""
         yield from super().get_records(context)
+
+    def tenant_failed(self, tenant: Tenant) -> None:
+        """Called when the tenant failed while this stream read it (nothing to do by default)."""
+
+    def all_tenants_read(self) -> None:
+        """Called after the last tenant's partition (with the `tenants` setting)."""
+
+    @cached_property
+    def run_version(self) -> int:
+        """With several tenants, the one table version of this run's full reads, above every
+        tenant's earlier one (in seconds, as the SDK's own: targets keep it in an integer)."""
+        versions = [int(time.time())]
+        for context in self.services.tenants.contexts() or []:
+            previous = self.get_context_state(context).get("table_version")
+            if isinstance(previous, int):
+                versions.append(previous + 1)
+        return max(versions)
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:

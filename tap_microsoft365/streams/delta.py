@@ -133,6 +133,7 @@ class DeltaStream(GraphStream):
         self._paginator = DeltaLinkPaginator()
         self._synced_at = datetime.now(UTC).isoformat()
         self._removed = 0
+        self._full_rounds: set[str] = set()  # tenants read in full by this run (several tenants)
 
     @property
     @override
@@ -270,7 +271,11 @@ class DeltaStream(GraphStream):
         if link is None:
             # A version greater than any earlier one, in seconds as the SDK's own: targets
             # store it in an integer column.
-            version = max(int(time.time()), int(previous_version or 0) + 1)
+            version = (
+                self.run_version  # every tenant's full round of this run: one version
+                if self.services.tenants.partitioned
+                else max(int(time.time()), int(previous_version or 0) + 1)
+            )
             self.logger.info(
                 "%s: initial round (every object), table version %d", self.name, version
             )
@@ -308,7 +313,12 @@ class DeltaStream(GraphStream):
             )
             return
         if link is None and version is not None:
-            write_activate_version(self, version)
+            if self.services.tenants.partitioned:
+                # The table holds every tenant's rows: only when all were re-sent (see
+                # `all_tenants_read`) may a target retire what was not.
+                self._full_rounds.add(self.tenant.key)
+            else:
+                write_activate_version(self, version)
         state[DELTA_LINK] = delta_link
         state[DELTA_LINK_OBTAINED_AT] = self._synced_at
         state[SELECT_FINGERPRINT] = self.select_fingerprint
@@ -319,6 +329,26 @@ class DeltaStream(GraphStream):
             self.name,
             "initial" if link is None else "incremental",
             self._removed,
+        )
+
+    @override
+    def all_tenants_read(self) -> None:
+        tenants = self.services.tenants
+        full, self._full_rounds = self._full_rounds, set()
+        if not full:
+            return
+        if full == {tenant.key for tenant in tenants} and tenants.complete:
+            write_activate_version(self, self.run_version)
+            return
+        # ACTIVATE_VERSION now would retire the rows of the tenants read incrementally (or not
+        # at all): objects deleted in these tenants while no delta link was valid stay.
+        self.logger.warning(
+            "%s: full rounds for %d of %d tenants only: rows of their objects deleted while "
+            "no delta link was valid are not retired; a run with --full-refresh (every tenant "
+            "read in full) retires them",
+            self.name,
+            len(full),
+            len(tenants),
         )
 
     def _usable_link(self, state: dict[str, Any]) -> str | None:

@@ -356,6 +356,10 @@ class LicenseAssignmentsStream(GraphStream):
     required_permissions = ("User.Read.All", "Directory.Read.All")
     select_from_schema = False  # rows are built from USER_SELECT, not selected as they are
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._complete_tenants: set[str] = set()  # tenants read in full by this run
+
     @property
     @override
     def emit_activate_version_messages(self) -> bool:
@@ -381,7 +385,10 @@ class LicenseAssignmentsStream(GraphStream):
         skus = self.subscribed_skus()
         state = self.get_context_state(context)  # the tenant's own (or the stream's)
         version: int | None = None
-        if self.retires_vanished_rows:
+        partitioned = self.services.tenants.partitioned
+        if self.retires_vanished_rows and partitioned:
+            version = self.run_version  # one version for every tenant's rows of this run
+        elif self.retires_vanished_rows:
             # Above every earlier version, in seconds as the SDK's own (an integer column).
             previous = state.get(TABLE_VERSION)
             version = max(int(time.time()), int(previous) + 1 if isinstance(previous, int) else 0)
@@ -395,7 +402,11 @@ class LicenseAssignmentsStream(GraphStream):
                 problems += row["state"] != _ACTIVE
                 yield row
         catalog.warn_missing(self.logger)
-        if version is not None:
+        if version is not None and partitioned:
+            # The table holds every tenant's rows: retired only once all were re-sent.
+            self._complete_tenants.add(self.tenant.key)
+            state[TABLE_VERSION] = version
+        elif version is not None:
             # Every row has been emitted: now a target may retire what was not re-sent.
             write_activate_version(self, version)
             state[TABLE_VERSION] = version
@@ -406,6 +417,24 @@ class LicenseAssignmentsStream(GraphStream):
             users,
             problems,
             f"; ACTIVATE_VERSION {version} retires the rest" if version is not None else "",
+        )
+
+    @override
+    def all_tenants_read(self) -> None:
+        tenants = self.services.tenants
+        complete, self._complete_tenants = self._complete_tenants, set()
+        if not self.retires_vanished_rows:
+            return
+        if complete == {tenant.key for tenant in tenants} and tenants.complete:
+            write_activate_version(self, self.run_version)
+            return
+        # ACTIVATE_VERSION now would retire the rows of the tenants not read.
+        self.logger.warning(
+            "%s: %d of %d tenants read, so vanished assignments are not retired this run "
+            "(the next complete run retires them)",
+            self.name,
+            len(complete),
+            len(tenants),
         )
 
     def subscribed_skus(self) -> dict[str, SkuInfo]:

@@ -222,6 +222,11 @@ class ReportStream(GraphStream):
         """The report fetcher of the tenant being read, shared by every report stream."""
         return self.report_services.report_fetcher(self.tenant)
 
+    @override
+    def tenant_failed(self, tenant: Tenant) -> None:
+        # Its other reports will not be read: stop fetching them.
+        self.report_services.report_fetcher(tenant).close()
+
     def source(self, context: Context | None) -> TenantReport:
         """This report for one tenant, as its fetcher sees it."""
         return TenantReport(self, context)
