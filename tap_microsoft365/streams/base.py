@@ -264,6 +264,8 @@ class GraphStream(CompatStream):
         tenant = tenants.of(context)
         if not tenants.failures.failed(tenant):  # a failed tenant was said once, when it failed
             self._tenant = tenant
+            if tenants.partitioned:
+                self.logger.info("%s: tenant %s", self.name, tenant.label)
             try:
                 self._tenant_guid = tenant.guid
                 yield from self.tenant_records(context)
