@@ -78,7 +78,7 @@ class Expected:
 
     as_of: dt.date
     concealed: bool
-    skus: dict[str, dict[str, int]]
+    skus: dict[str, dict[str, Any]]
     seats: dict[Key, dict[str, Any]]  # last_activity_date, activity_basis, days_inactive
     disabled: set[Key]
     group_errors: set[tuple[str, str, str, str]]  # user, sku, group, error
@@ -161,7 +161,7 @@ def expected_figures(emu: GraphEmulator) -> Expected:
                 errors.add((*key, path["assignedByGroup"], path["error"]))
         if not row["consumes_unit"]:
             continue
-        basis, latest = last[key[0]]
+        basis, last_day = last[key[0]]
         # Held since the SKU's own assignment day, else the report's License Assign Date.
         held_since = (
             dt.date.fromisoformat(row["assigned_date_time"][:10])
@@ -169,9 +169,9 @@ def expected_figures(emu: GraphEmulator) -> Expected:
             else report_assigned.get(key[0])
             or dt.date.fromisoformat(row["last_updated_date_time"][:10])
         )
-        since = latest or held_since
+        since = last_day or held_since
         seats[key] = {
-            "last_activity_date": latest,
+            "last_activity_date": last_day,
             "activity_basis": basis,
             "days_inactive": None if basis == "not in reports" else max(0, (as_of - since).days),
             "held_since": held_since,
