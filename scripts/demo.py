@@ -4,7 +4,8 @@ Sandbox (default), no credentials needed:
 
 1. start the Graph emulator as its own process (`python -m tests.graph_emulator`) with a fake
    tenant: 300 users, 20 groups, real SKUs, group-based licensing, disabled and inactive users,
-   28 days of usage reports; it writes a tap config and the CA certificate it serves with;
+   30 Microsoft 365 Copilot seats (some never used), 28 days of usage reports; it writes a tap
+   config and the CA certificate it serves with;
 2. `meltano --environment=sandbox run --full-refresh tap-microsoft365 target-duckdb
    dbt-duckdb:build`, with the tap's settings passed as TAP_MICROSOFT365_* variables and
    REQUESTS_CA_BUNDLE trusting the emulator's CA (your .env is not read, so real credentials
@@ -69,7 +70,7 @@ def clean_env() -> dict[str, str]:
 
 
 def start_emulator(
-    config_out: Path, users: int, groups: int, seed: int
+    config_out: Path, users: int, groups: int, seed: int, copilot_seats: int
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start the emulator process and wait for the config it writes."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -80,6 +81,7 @@ def start_emulator(
             f"--users={users}",
             f"--groups={groups}",
             f"--seed={seed}",
+            f"--copilot-seats={copilot_seats}",
             f"--time-scale={TIME_SCALE}",
             f"--config-out={config_out}",
         ],
@@ -152,11 +154,13 @@ def glimpse(database: Path) -> None:
     )
 
 
-def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
+def sandbox(users: int, groups: int, seed: int, copilot_seats: int, database: Path) -> None:
     """Emulator -> Meltano -> DuckDB -> glimpse; the emulator always stops."""
     database.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tap-m365-demo-") as tmp:
-        process, config = start_emulator(Path(tmp) / "config.json", users, groups, seed)
+        process, config = start_emulator(
+            Path(tmp) / "config.json", users, groups, seed, copilot_seats
+        )
         try:
             ca_bundle = config.pop("ca_bundle")
             config.pop("emulator", None)
@@ -192,10 +196,12 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
     )
 
 
-def serve(users: int, groups: int, seed: int) -> None:
+def serve(users: int, groups: int, seed: int, copilot_seats: int) -> None:
     """Start the emulator, print the environment for Meltano, wait for Ctrl-C."""
     with tempfile.TemporaryDirectory(prefix="tap-m365-sandbox-") as tmp:
-        process, config = start_emulator(Path(tmp) / "config.json", users, groups, seed)
+        process, config = start_emulator(
+            Path(tmp) / "config.json", users, groups, seed, copilot_seats
+        )
         try:
             ca_bundle = config.pop("ca_bundle")
             config.pop("emulator", None)
@@ -249,6 +255,9 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--copilot-seats", type=int, default=30, help="sandbox users holding Microsoft 365 Copilot"
+    )
+    parser.add_argument(
         "--database",
         type=Path,
         default=OUTPUT / "sandbox.duckdb",
@@ -259,10 +268,10 @@ def main() -> int:
     if args.tenant:
         tenant()
     elif args.serve:
-        serve(args.users, args.groups, args.seed)
+        serve(args.users, args.groups, args.seed, args.copilot_seats)
     else:
         args.database.parent.mkdir(parents=True, exist_ok=True)
-        sandbox(args.users, args.groups, args.seed, args.database.resolve())
+        sandbox(args.users, args.groups, args.seed, args.copilot_seats, args.database.resolve())
     return 0
 
 
