@@ -3,6 +3,8 @@
 -- model is empty and the insight judges activity by the usage reports alone.
 -- last_successful_sign_in_date is the activity signal: a failed attempt is not use of a seat
 -- (Graph records the last successful sign-in since December 2023).
+-- The stream reads every user each run but does not retire rows, so a deleted user's row stays
+-- in the table: only current users (stg_users) are kept.
 select
     id as user_id,
     user_principal_name,
@@ -25,4 +27,4 @@ from {{ optional_source('user_sign_in_activity', {
     'last_successful_sign_in_date_time': 'varchar',
     'last_successful_sign_in_request_id': 'varchar',
 }) }}
-where _sdc_deleted_at is null
+where _sdc_deleted_at is null and id in (select user_id from {{ ref('stg_users') }})
