@@ -13,6 +13,10 @@ Sandbox (default), no credentials needed:
 3. stop the emulator, print what landed in output/sandbox.duckdb and the wasted seats from the
    marts (scripts/glimpse.py), and write output/license-report.html (scripts/report.py).
 
+`--sign-ins`: also read user_sign_in_activity (off by default, as in meltano.yml): the emulator
+grants AuditLog.Read.All and the run selects every stream, so the insight counts a recent
+successful sign-in as activity.
+
 `--serve`: start the emulator alone and print the variables that point Meltano at it, to run
 `meltano --environment=sandbox run ...` by hand in another shell; Ctrl-C stops it.
 
@@ -70,7 +74,13 @@ def clean_env() -> dict[str, str]:
 
 
 def start_emulator(
-    config_out: Path, users: int, groups: int, seed: int, copilot_seats: int
+    config_out: Path,
+    users: int,
+    groups: int,
+    seed: int,
+    copilot_seats: int,
+    *,
+    audit_log: bool = False,
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start the emulator process and wait for the config it writes."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -84,6 +94,7 @@ def start_emulator(
             f"--copilot-seats={copilot_seats}",
             f"--time-scale={TIME_SCALE}",
             f"--config-out={config_out}",
+            *(["--audit-log"] if audit_log else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -154,12 +165,14 @@ def glimpse(database: Path) -> None:
     )
 
 
-def sandbox(users: int, groups: int, seed: int, copilot_seats: int, database: Path) -> None:
+def sandbox(
+    users: int, groups: int, seed: int, copilot_seats: int, database: Path, *, sign_ins: bool
+) -> None:
     """Emulator -> Meltano -> DuckDB -> glimpse; the emulator always stops."""
     database.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tap-m365-demo-") as tmp:
         process, config = start_emulator(
-            Path(tmp) / "config.json", users, groups, seed, copilot_seats
+            Path(tmp) / "config.json", users, groups, seed, copilot_seats, audit_log=sign_ins
         )
         try:
             ca_bundle = config.pop("ca_bundle")
@@ -173,6 +186,9 @@ def sandbox(users: int, groups: int, seed: int, copilot_seats: int, database: Pa
                 "TARGET_DUCKDB_PATH": str(database),
                 "DBT_DUCKDB_PATH": str(database),
             }
+            if sign_ins:
+                # meltano.yml's select leaves user_sign_in_activity out; this one takes all.
+                env["TAP_MICROSOFT365__SELECT"] = json.dumps(["*.*"])
             run_meltano(
                 [
                     "--environment=sandbox",
@@ -258,6 +274,9 @@ def main() -> int:
         "--copilot-seats", type=int, default=30, help="sandbox users holding Microsoft 365 Copilot"
     )
     parser.add_argument(
+        "--sign-ins", action="store_true", help="also read user_sign_in_activity (sandbox)"
+    )
+    parser.add_argument(
         "--database",
         type=Path,
         default=OUTPUT / "sandbox.duckdb",
@@ -271,7 +290,14 @@ def main() -> int:
         serve(args.users, args.groups, args.seed, args.copilot_seats)
     else:
         args.database.parent.mkdir(parents=True, exist_ok=True)
-        sandbox(args.users, args.groups, args.seed, args.copilot_seats, args.database.resolve())
+        sandbox(
+            args.users,
+            args.groups,
+            args.seed,
+            args.copilot_seats,
+            args.database.resolve(),
+            sign_ins=args.sign_ins,
+        )
     return 0
 
 

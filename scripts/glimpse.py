@@ -213,21 +213,41 @@ def copilot(marts: Warehouse) -> None:
 
 
 def inactive(marts: Warehouse) -> None:
-    """Users holding seats with no activity in any workload for the threshold's days."""
+    """Users holding seats with no activity in any workload (nor sign-in) for the threshold."""
     (total,), *_ = marts.rows("select count(*) from {s}.inactive_users")
+    (sign_ins,), *_ = marts.rows("select count(*) from {s}.user_activity where sign_ins_known")
     rows = marts.rows(
         """
         select display_name, user_principal_name, department,
-               coalesce(cast(last_activity_date as varchar), 'never'), days_inactive, products
+               coalesce(cast(last_activity_date as varchar), 'never'),
+               coalesce(cast(last_sign_in_date as varchar), {never}), days_inactive, products
         from {s}.inactive_users
         order by days_inactive desc, user_principal_name limit {shown}
         """,
         shown=str(SHOWN),
+        never="'never'" if sign_ins else "'not loaded'",
     )
     print(f"\nInactive users holding seats (inactive_users): {total}")
+    if sign_ins:
+        print(
+            f"  a successful sign-in counts as activity (user_sign_in_activity: {sign_ins} users)"
+        )
+    else:
+        print(
+            "  activity from the usage reports only: user_sign_in_activity is not loaded"
+            " (README, License insight: Sign-ins)"
+        )
     if rows:
         print_table(
-            ("user", "user principal name", "department", "last active", "days", "products"),
+            (
+                "user",
+                "user principal name",
+                "department",
+                "last active",
+                "last sign-in",
+                "days",
+                "products",
+            ),
             rows,
         )
         cut(rows, total)

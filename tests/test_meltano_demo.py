@@ -5,7 +5,9 @@ process, runs `meltano run tap-microsoft365 target-duckdb dbt-duckdb:build` agai
 models of transform/ and their tests, on DuckDB), stops the emulator and prints what landed and
 the wasted seats from the marts. Here it runs with a smaller tenant and its own DuckDB file and
 Meltano system database; the printed row counts and the seats per product must equal the
-tenant's, built here from the same parameters, and the printed figures the marts'.
+tenant's, built here from the same parameters, and the printed figures the marts'. A second run
+with `--sign-ins` reads user_sign_in_activity too (meltano.yml leaves it out): the DuckDB models
+then count a recent successful sign-in as activity.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["installed_meltano"]  # the fixture this module uses
 USERS, GROUPS, SEED, COPILOT_SEATS = 40, 5, 3, 8
 
 
-def run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_demo(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     database = tmp_path / "sandbox.duckdb"
     env = {
         k: v
@@ -49,6 +51,7 @@ def run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
             f"--seed={SEED}",
             f"--copilot-seats={COPILOT_SEATS}",
             f"--database={database}",
+            *options,
         ],
         cwd=ROOT,
         env=env,
@@ -241,3 +244,39 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
             assert (
                 f'data-series="{series}" data-label="{escape(name)}" data-value="{value}"' in dom
             ), (name, series)
+
+
+def test_demo_with_sign_ins_counts_them_as_activity(
+    installed_meltano: MeltanoProject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    del installed_meltano
+    folder = tmp_path_factory.mktemp("demo-sign-ins")
+    completed = run_demo(folder, "--sign-ins")
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    out = completed.stdout
+    tenant = Tenant.synthetic(
+        users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today(), copilot_seats=COPILOT_SEATS
+    )
+    assert printed_counts(out)["user_sign_in_activity"] == len(tenant.users)
+    with duckdb.connect(str(folder / "sandbox.duckdb"), read_only=True) as db:
+        (known, signed_in), *_ = db.execute(
+            "select count(*) filter (where sign_ins_known), count(last_sign_in_date)"
+            " from license_insight.user_activity"
+        ).fetchall()
+        # No seat is called inactive while its user signed in within the threshold...
+        (contradicted,), *_ = db.execute(
+            "select count(*) from license_insight.seat_activity"
+            " where wasted_reason = 'inactive user'"
+            " and date_diff('day', last_sign_in_date, activity_as_of) <= 90"
+        ).fetchall()
+        # ...and seats whose user was idle in every report are kept in use by a sign-in.
+        (kept,), *_ = db.execute(
+            "select count(*) from license_insight.seat_activity"
+            " where in_use and (last_report_activity_date is null"
+            " or date_diff('day', last_report_activity_date, activity_as_of) > 90)"
+        ).fetchall()
+    assert known == len(tenant.users)
+    assert 0 < signed_in < known  # the emulator leaves about one user in eight never signed in
+    assert contradicted == 0
+    assert kept > 0
+    assert f"(user_sign_in_activity: {known} users)" in out

@@ -56,7 +56,9 @@ judged as (
         case when is_copilot and copilot_report_date is not null then
             greatest(
                 0,
-                {{ days_between('coalesce(copilot_last_activity_date, held_since)', 'activity_as_of') }}
+                {{ days_between(
+                    'coalesce(copilot_last_activity_date, held_since)', 'activity_as_of'
+                ) }}
             )
         end as copilot_days_inactive,
         coalesce(

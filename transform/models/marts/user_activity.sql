@@ -1,11 +1,12 @@
 -- Per current user: the last activity per workload from their latest row of the active-user
 -- report (Teams also from the Teams report, which still joins when names are concealed; Copilot
--- from the latest snapshot of the Copilot usage report), their last successful sign-in (when user_sign_in_activity was
--- loaded), the last activity of any kind, and the day counting starts from.
+-- from the latest snapshot of the Copilot usage report), their last successful sign-in (when
+-- user_sign_in_activity was loaded), the last activity of any kind, and the day counting starts
+-- from.
 --   last_report_activity_date: the latest activity day in any usage report;
 --   last_sign_in_date: the day of the last successful sign-in, interactive or not (UTC);
 --   last_activity_date: the later of the two: a recent sign-in makes the user active even
---     without report activity, and a user with neither is inactive since the later of the two;
+--     without report activity; a user with neither in var('inactive_days') days is inactive;
 --   activity_basis: what the user was judged on: 'all workloads' (the active-user report),
 --     'Teams only' (names concealed: the Teams report alone joins), 'sign-ins only' (in no
 --     report, but sign-ins were loaded), 'not in reports' (nothing known: not judged);
