@@ -138,3 +138,159 @@ def test_activate_version_can_be_turned_off(
     assert result.exit_code == 0, result.stderr[-3000:]
     assert not [m for m in result.messages if m["type"] == "ACTIVATE_VERSION"]
     assert result.records("subscribed_skus")
+
+
+# ----------------------------------------------------------------------------- item 6
+
+DELTA = {"users": "id", "groups": "id"}
+
+
+def deselect(catalog: dict[str, Any], stream: str, columns: tuple[str, ...]) -> dict[str, Any]:
+    """`catalog` with `columns` of `stream` deselected (and marked `available`, as an older
+    discovery listed them)."""
+    for entry in catalog["streams"]:
+        if entry["tap_stream_id"] != stream:
+            continue
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"][-1:] and metadata["breadcrumb"][-1] in columns:
+                metadata["metadata"]["selected"] = False
+                metadata["metadata"]["inclusion"] = "available"
+    return catalog
+
+
+def test_removals_stay_distinguishable_when_their_columns_are_deselected(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """`_sdc_deleted_at` and `_removed_reason` are listed with `inclusion: automatic`, and a
+    catalog that deselects them anyway gets them, with one warning: without them a removal
+    would reach the target as `{"id": ...}`, an update that cleared every column."""
+    emu = fresh_emulator()
+    discovered = catalog_selecting({}, {"users"})
+    users_entry = next(e for e in discovered["streams"] if e["tap_stream_id"] == "users")
+    inclusion = {
+        m["breadcrumb"][-1]: m["metadata"].get("inclusion")
+        for m in users_entry["metadata"]
+        if m["breadcrumb"]
+    }
+    assert inclusion["_sdc_deleted_at"] == inclusion["_removed_reason"] == "automatic"
+
+    catalog = deselect(discovered, "users", ("_sdc_deleted_at", "_removed_reason"))
+    first = sync(emu, catalog)
+    assert first.exit_code == 0, first.stderr[-3000:]
+    gone = list(emu.tenant.users)[3]
+    updated = list(emu.tenant.users)[4]
+    emu.tenant.soft_delete_user(gone)
+    emu.tenant.update_user(updated, jobTitle="Still here")
+    second = sync(emu, catalog, first.last_state)
+    assert second.exit_code == 0, second.stderr[-3000:]
+    records = {r["id"]: r for r in second.records("users")}
+    assert records[gone]["_sdc_deleted_at"] is not None
+    assert records[gone]["_removed_reason"] == "changed"
+    assert records[updated]["_sdc_deleted_at"] is None
+    warnings = [line for line in second.stderr.splitlines() if "WARNING" in line]
+    named = [w for w in warnings if "_sdc_deleted_at and _removed_reason" in w]
+    assert len(named) == 1, warnings
+    assert "sent anyway" in named[0]
+
+
+# ----------------------------------------------------------------------------- item 7
+
+
+def test_a_damaged_delta_link_starts_a_full_round_by_itself(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """A stored link Graph cannot read (400 "The delta token is not valid", e.g. a state edited
+    by hand or copied from another tenant) is what an expired link is: the stream warns once and
+    runs a full round in the same run, ending with ACTIVATE_VERSION; no manual state reset."""
+    emu = fresh_emulator()
+    catalog = catalog_selecting({}, {"users"})
+    first = sync(emu, catalog)
+    assert first.exit_code == 0, first.stderr[-3000:]
+    state = first.last_state
+    assert state is not None
+    link = state["bookmarks"]["users"]["delta_link"]
+    state["bookmarks"]["users"]["delta_link"] = link.split("$deltatoken=")[0] + "$deltatoken=AAAA"
+
+    second = sync(emu, catalog, state)
+    assert second.exit_code == 0, second.stderr[-3000:]
+    warnings = [line for line in second.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "The delta token is not valid" in warnings[0]
+    assert "starting a full round" in warnings[0]
+    assert "report it" not in second.stderr
+    kinds = [m["type"] for m in second.messages if m.get("stream") == "users"]
+    assert kinds[-1] == "ACTIVATE_VERSION"
+    assert {r["id"] for r in second.records("users")} == set(emu.tenant.users)
+    assert second.last_state is not None
+    assert "AAAA" not in second.last_state["bookmarks"]["users"]["delta_link"]
+
+
+# ----------------------------------------------------------------------------- item 9
+
+
+def test_a_property_graph_refuses_on_delta_is_dropped_with_one_warning(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """Graph refuses employeeType on users/delta (400 "Invalid request for delta query: ...
+    not supported for the following properties"): the round starts again without it, the
+    column stays null, one warning names it and the endpoint; the stored link (obtained without
+    it) is used next run as it is, not taken for a changed selection."""
+    emu = fresh_emulator()
+    tenant = emu.tenant
+    tenant.refuse_property("users/delta", "employeeType")
+    catalog = catalog_selecting({}, {"users"})
+    first = sync(emu, catalog)
+    assert first.exit_code == 0, first.stderr[-3000:]
+    warnings = [line for line in first.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "employeeType" in warnings[0]
+    assert "GET /v1.0/users/delta" in warnings[0]
+    users = first.records("users")
+    assert {u["id"] for u in users} == set(tenant.users)
+    assert all(u["employee_type"] is None for u in users)
+    assert all(
+        u["user_principal_name"] == tenant.users[u["id"]]["userPrincipalName"] for u in users
+    )
+    requests = [r for r in emu.request_log if r.role == "graph" and r.path.startswith("/v1.0/u")]
+    # The refused mark, the mark again without employeeType, then the listing without it.
+    marks = [r for r in requests if r.path == "/v1.0/users/delta"]
+    assert len(marks) == 2
+    assert "employeeType" in marks[0].query["$select"]
+    assert "employeeType" not in marks[1].query["$select"]
+    listing = [r for r in requests if r.path == "/v1.0/users"]
+    assert listing
+    assert all("employeeType" not in r.query["$select"] for r in listing)
+    assert first.last_state is not None
+    assert first.last_state["bookmarks"]["users"]["refused_properties"] == ["employeeType"]
+
+    changed = list(tenant.users)[7]
+    tenant.update_user(changed, jobTitle="Moved on")
+    second = sync(emu, catalog, first.last_state)
+    assert second.exit_code == 0, second.stderr[-3000:]
+    # The stored link is used as it is: no second full round, one warning saying why it is null.
+    kinds = [m["type"] for m in second.messages if m.get("stream") == "users"]
+    assert "ACTIVATE_VERSION" not in kinds
+    assert [r["id"] for r in second.records("users")] == [changed]
+    warnings = [line for line in second.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "does not track employeeType" in warnings[0]
+
+
+def test_a_property_graph_refuses_on_a_list_is_dropped_for_the_run(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """The same for a plain collection: 400 "Could not find a property named 'tenantType' on
+    type 'microsoft.graph.organization'." drops it for the run and the stream carries on."""
+    emu = fresh_emulator()
+    emu.tenant.refuse_property("organization", "tenantType")
+    catalog = catalog_selecting({}, {"organization", "subscribed_skus"})
+    result = sync(emu, catalog)
+    assert result.exit_code == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "tenantType" in warnings[0]
+    assert "GET /v1.0/organization" in warnings[0]
+    (org,) = result.records("organization")
+    assert org["tenant_type"] is None
+    assert org["display_name"] == emu.tenant.organization["displayName"]
+    assert result.records("subscribed_skus")

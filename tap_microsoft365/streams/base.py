@@ -440,7 +440,12 @@ class GraphStream(CompatStream):
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
-        return row if self.columns is None else self.columns.rename(row)
+        record = row if self.columns is None else self.columns.rename(row)
+        for name in self.refused:
+            # Not asked for (Graph refused it): null, so the column exists and a target
+            # never keeps a stale value.
+            record.setdefault(self.columns.from_graph.get(name, name) if self.columns else name)
+        return record
 
     @override
     def record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:

@@ -40,18 +40,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlparse, urlsplit
 
 import requests
+from singer_sdk.singerlib import Metadata
 from singer_sdk.streams.rest import PageContext
 
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.graph.paging import ODataNextLinkPaginator
 from tap_microsoft365.graph.transport import graph_error_fields, graph_json
 from tap_microsoft365.sdk_compat import set_stream_version, write_activate_version
-from tap_microsoft365.streams.base import GraphStream
+from tap_microsoft365.streams.base import GraphStream, PropertyRefusedError, refused_properties
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.singerlib import MetadataMapping
     from singer_sdk.streams.rest import HTTPRequest
     from typing_extensions import override
 else:
@@ -65,6 +67,10 @@ DELTA_LINK = "delta_link"
 DELTA_LINK_OBTAINED_AT = "delta_link_obtained_at"
 TABLE_VERSION = "table_version"
 SELECT_FINGERPRINT = "select_fingerprint"
+# Properties Graph refused when the stored link's round started: that link does not track them.
+REFUSED_PROPERTIES = "refused_properties"
+# The columns that tell a removal from an update: always sent, whatever the catalog selects.
+REMOVAL_COLUMNS = ("_sdc_deleted_at", "_removed_reason")
 
 # Error codes with which Graph asks for a fresh initial round
 # (https://learn.microsoft.com/graph/delta-query-overview).
@@ -133,6 +139,35 @@ class DeltaStream(GraphStream):
         self._paginator = DeltaLinkPaginator()
         self._synced_at = datetime.now(UTC).isoformat()
         self._removed = 0
+        self._removal_columns_checked = False
+
+    @property
+    @override
+    def metadata(self) -> MetadataMapping:
+        # `_sdc_deleted_at` and `_removed_reason` are what tell a removal from an update: a
+        # removal row without them reads as an object whose every property became null. The
+        # catalog lists them with `inclusion: automatic`, and a catalog that deselects them
+        # anyway (an older discovery) is overridden, with one warning.
+        metadata = super().metadata
+        if getattr(self, "_removal_columns_checked", True):
+            return metadata
+        self._removal_columns_checked = True
+        deselected = []
+        for column in REMOVAL_COLUMNS:
+            entry = metadata.get(("properties", column))
+            if entry is None:
+                continue
+            if entry.selected is False and entry.inclusion != Metadata.InclusionType.AUTOMATIC:
+                deselected.append(column)
+            entry.inclusion = Metadata.InclusionType.AUTOMATIC
+        if deselected:
+            self.logger.warning(
+                "%s: the catalog deselects %s; they are sent anyway, as without them a removed "
+                "object's row looks like an update that cleared every column",
+                self.name,
+                " and ".join(deselected),
+            )
+        return metadata
 
     @property
     @override
@@ -201,6 +236,16 @@ class DeltaStream(GraphStream):
                 detail += " (its Location header asks for a new initial round)"
             msg = f"Graph answered HTTP {response.status_code}{detail}"
             raise DeltaResyncRequiredError(msg)
+        if (
+            self._round_link is not None
+            and response.status_code == 400
+            and not refused_properties(graph_error_fields(response)[1])
+        ):
+            # Graph cannot read the stored link (its token is damaged, or from another tenant
+            # or app): the fix is the one for an expired link, a full round.
+            code, message = graph_error_fields(response)
+            msg = f"Graph answered HTTP 400 {code}: {message.rstrip('.')}"
+            raise DeltaResyncRequiredError(msg)
         super().validate_response(response)
 
     @override
@@ -228,12 +273,33 @@ class DeltaStream(GraphStream):
             self.logger.debug("%s: no expected total (%s)", self.name, type(exc).__name__)
             return None
 
+    # A refused property restarts the whole round (its delta mark holds the `$select`).
+    retries_refused_properties = False
+
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self._synced_at = datetime.now(UTC).isoformat()
         state = self.stream_state
+        # The stored link tracks the properties selected when its round started: without those
+        # Graph refused then, which `select` (and so the fingerprint) must leave out too.
+        stored_refused = state.get(REFUSED_PROPERTIES)
+        self.refused = (
+            {str(name) for name in stored_refused} if isinstance(stored_refused, list) else set()
+        )
         link = self._usable_link(state)
+        learned = False
         if link is not None:
+            if self.refused:
+                self.logger.warning(
+                    "%s: the stored delta link does not track %s (Graph refused %s when the "
+                    "link's initial round started): %s null until the next full round, which "
+                    "asks for %s again",
+                    self.name,
+                    ", ".join(sorted(self.refused)),
+                    "it" if len(self.refused) == 1 else "them",
+                    "its column stays" if len(self.refused) == 1 else "their columns stay",
+                    "it" if len(self.refused) == 1 else "them",
+                )
             try:
                 yield from self._round(context, state, link)
             except DeltaResyncRequiredError as exc:
@@ -247,16 +313,27 @@ class DeltaStream(GraphStream):
                     self._age(state),
                     DIRECTORY_DELTA_DAYS,
                 )
+            except PropertyRefusedError as exc:
+                self.drop_refused(exc)
+                learned = True
             else:
                 return
-        try:
-            yield from self._round(context, state, None)
-        except DeltaResyncRequiredError as exc:
-            msg = (
-                f"{self.name}: Graph asked for a fresh sync during an initial round ({exc}); "
-                "run again"
-            )
-            raise GraphAPIError(msg) from None
+        if not learned:
+            self.refused = set()  # a full round asks for every property again
+        while True:
+            try:
+                yield from self._round(context, state, None)
+            except PropertyRefusedError as exc:
+                # Each pass drops at least one property (or raises): the loop ends.
+                self.drop_refused(exc)
+            except DeltaResyncRequiredError as exc:
+                msg = (
+                    f"{self.name}: Graph asked for a fresh sync during an initial round ({exc}); "
+                    "run again"
+                )
+                raise GraphAPIError(msg) from None
+            else:
+                return
 
     def _round(
         self, context: Context | None, state: dict[str, Any], link: str | None
@@ -312,6 +389,10 @@ class DeltaStream(GraphStream):
         state[DELTA_LINK] = delta_link
         state[DELTA_LINK_OBTAINED_AT] = self._synced_at
         state[SELECT_FINGERPRINT] = self.select_fingerprint
+        if self.refused:
+            state[REFUSED_PROPERTIES] = sorted(self.refused)
+        else:
+            state.pop(REFUSED_PROPERTIES, None)
         if version is not None:
             state[TABLE_VERSION] = version
         self.logger.info(

@@ -447,7 +447,7 @@ class DirectoryService:
                 return value
         return None
 
-    def parse_select(
+    def parse_select(  # noqa: PLR0911
         self, request: EmulatorRequest, coll: Collection, *, delta: bool = False
     ) -> tuple[list[str] | None, EmulatorResponse | None]:
         """The canonical $select list (None when absent), or an error response."""
@@ -455,10 +455,14 @@ class DirectoryService:
         if raw is None:
             return None, None
         names: list[str] = []
+        endpoint = f"{coll.name}/delta" if delta else coll.name
         for item in raw.split(","):
             wanted = item.strip()
             if not wanted:
                 continue
+            refused = self._refused(request, endpoint, wanted, coll.type_name)
+            if refused is not None:
+                return None, refused
             name = coll.lookup.get(wanted.lower())
             if name is None or (name == "members" and not delta):
                 return None, _bad_request(
@@ -488,6 +492,30 @@ class DirectoryService:
             if name not in names:
                 names.append(name)
         return names, None
+
+    def _refused(
+        self, request: EmulatorRequest, endpoint: str, wanted: str, type_name: str
+    ) -> EmulatorResponse | None:
+        """Graph's 400 for a property this endpoint does not support (`Tenant.refuse_property`).
+
+        The two bodies Graph sends: on delta, "Invalid request for delta query: for this entity
+        set, $expand/$select is not supported for the following properties: birthday"
+        (https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141, code BadRequest);
+        elsewhere "Could not find a property named 'X' on type 'microsoft.graph.user'."
+        (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7594).
+        """
+        if (endpoint, wanted.lower()) not in getattr(self.tenant, "refused_properties", ()):
+            return None
+        if endpoint.endswith("/delta"):
+            return _bad_request(
+                "Invalid request for delta query: for this entity set, $expand/$select is not "
+                f"supported for the following properties: {wanted}",
+                request,
+                "BadRequest",
+            )
+        return _bad_request(
+            f"Could not find a property named '{wanted}' on type '{type_name}'.", request
+        )
 
     def _not_implemented(self, request: EmulatorRequest) -> EmulatorResponse | None:
         for option in NOT_IMPLEMENTED_OPTIONS:
@@ -584,7 +612,7 @@ class DirectoryService:
 
     # ------------------------------------------------------------------ simple collections
 
-    def _singletons(
+    def _singletons(  # noqa: PLR0911
         self,
         request: EmulatorRequest,
         roles: frozenset[str],
@@ -608,15 +636,18 @@ class DirectoryService:
             known = {k.lower(): k for item in items for k in item}
             if raw is not None:
                 select = []
+                type_name = {
+                    "organization": "microsoft.graph.organization",
+                    "subscribedSkus": "microsoft.graph.subscribedSku",
+                }.get(path, "microsoft.graph.companySubscription")
                 for item in raw.split(","):
+                    refused = self._refused(request, path, item.strip(), type_name)
+                    if refused is not None:
+                        return refused
                     name = known.get(item.strip().lower())
                     if name is None and item.strip().lower() == "id":
                         name = "id"
                     if name is None:
-                        type_name = {
-                            "organization": "microsoft.graph.organization",
-                            "subscribedSkus": "microsoft.graph.subscribedSku",
-                        }.get(path, "microsoft.graph.companySubscription")
                         return _bad_request(
                             f"Could not find a property named '{item.strip()}' on type "
                             f"'{type_name}'.",
