@@ -294,3 +294,61 @@ def test_a_property_graph_refuses_on_a_list_is_dropped_for_the_run(
     assert org["tenant_type"] is None
     assert org["display_name"] == emu.tenant.organization["displayName"]
     assert result.records("subscribed_skus")
+
+
+# ----------------------------------------------------------------------------- item 11
+
+
+def test_a_removed_user_keeps_its_last_known_name_and_licenses(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """A delta removal carries only the id; the row of a soft-deleted user is completed from
+    the recycle bin (`GET /directory/deletedItems/{id}`, 20 to a `$batch`,
+    https://learn.microsoft.com/graph/json-batching): name, UPN, licenses and deletion time
+    stay, so "which leavers still held licenses" can name them. A permanently deleted user
+    (`reason: deleted`, not in the recycle bin) keeps its id only. A throttled batch item is
+    read again on its own."""
+    emu = fresh_emulator()
+    tenant = emu.tenant
+    catalog = catalog_selecting({}, {"users"})
+    first = sync(emu, catalog)
+    assert first.exit_code == 0, first.stderr[-3000:]
+    before = {uid: dict(user) for uid, user in tenant.users.items()}
+    leavers = [uid for uid in before if before[uid]["assignedLicenses"]][:25]
+    assert len(leavers) == 25
+    purged = next(uid for uid in before if uid not in leavers)
+    for uid in leavers:
+        tenant.soft_delete_user(uid)
+    tenant.hard_delete_user(purged)
+    # One item of the first batch is throttled (Graph throttles batch items one by one).
+    emu.faults.throttle(path=r"/directory/deletedItems/", times=1, retry_after=1)
+
+    second = sync(emu, catalog, first.last_state)
+    assert second.exit_code == 0, second.stderr[-3000:]
+    records = {r["id"]: r for r in second.records("users")}
+    for uid in leavers:
+        row = records[uid]
+        assert row["_removed_reason"] == "changed"
+        assert row["_sdc_deleted_at"] is not None
+        assert row["display_name"] == before[uid]["displayName"]
+        assert row["user_principal_name"] == before[uid]["userPrincipalName"]
+        assert row["assigned_licenses"] == before[uid]["assignedLicenses"]
+        assert row["deleted_date_time"] == tenant.deleted_users[uid]["deletedDateTime"]
+    gone = records[purged]
+    assert gone["_removed_reason"] == "deleted"
+    assert gone["user_principal_name"] is None
+    assert {k for k, v in gone.items() if v is not None} == {
+        "id",
+        "_sdc_deleted_at",
+        "_removed_reason",
+    }
+
+    graph = [r for r in emu.request_log if r.role == "graph"]
+    batches = [r for r in graph if r.path == "/v1.0/$batch"]
+    # 25 removals: one batch of 20 and one of 5; the throttled item once more on its own.
+    assert len(batches) == 2
+    alone = [r for r in graph if r.path.startswith("/v1.0/directory/deletedItems/")]
+    assert len(alone) == 1
+    assert not [line for line in second.stderr.splitlines() if "WARNING" in line]
+    # Still one delta request for the round itself.
+    assert [r.path for r in graph if r.path.startswith("/v1.0/users")] == ["/v1.0/users/delta"]

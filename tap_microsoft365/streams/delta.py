@@ -78,6 +78,11 @@ RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 # How long Graph keeps delta state for directory objects.
 DIRECTORY_DELTA_DAYS = 7
 COUNT_TIMEOUT_SECONDS = 30
+# JSON batching takes at most 20 requests per batch (https://learn.microsoft.com/graph/json-batching).
+BATCH_LIMIT = 20
+# Inner answers of a batch worth asking again on their own, through the retry loop (Graph
+# throttles each batch item on its own, with its own Retry-After).
+_RETRY_ALONE = frozenset({429, 500, 502, 503, 504})
 
 
 class DeltaResyncRequiredError(GraphAPIError):
@@ -371,7 +376,7 @@ class DeltaStream(GraphStream):
             marked_link = self._latest_delta_link(context)
             self._listing = True
         try:
-            yield from super().request_records(context)
+            yield from self._with_last_known(super().request_records(context))
         finally:
             self._listing = False
 
@@ -401,6 +406,105 @@ class DeltaStream(GraphStream):
             "initial" if link is None else "incremental",
             self._removed,
         )
+
+    def _with_last_known(self, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """The round's rows, soft-deleted objects (`@removed` reason `changed`) completed with
+        their last-known properties from the recycle bin, 20 to a `$batch`.
+
+        A removal carries only the id, and an upserting target would null every other column
+        (the name, the UPN, the licenses). A soft-deleted object stays readable for 30 days at
+        `GET /directory/deletedItems/{id}`
+        (https://learn.microsoft.com/graph/api/directory-deleteditems-get). Rows keep their
+        order: a buffered removal is sent before any later row of the same object.
+        """
+        pending: list[dict[str, Any]] = []
+        pending_ids: set[str] = set()
+        for row in rows:
+            removed = row.get("@removed")
+            object_id = row.get("id")
+            if isinstance(removed, dict) and removed.get("reason") == "changed" and object_id:
+                if object_id in pending_ids:
+                    yield from self._last_known(pending)
+                    pending, pending_ids = [], set()
+                pending.append(row)
+                pending_ids.add(str(object_id))
+                if len(pending) == BATCH_LIMIT:
+                    yield from self._last_known(pending)
+                    pending, pending_ids = [], set()
+                continue
+            if pending and object_id in pending_ids:
+                yield from self._last_known(pending)
+                pending, pending_ids = [], set()
+            yield row
+        if pending:
+            yield from self._last_known(pending)
+
+    def _last_known(self, removals: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """`removals` with the properties the recycle bin still holds (one `$batch`)."""
+        select = ",".join(self.select)
+        urls = [f"/directory/deletedItems/{row['id']}?$select={select}" for row in removals]
+        prepared = self.build_prepared_request(
+            method="POST",
+            url=f"{self.url_base}/$batch",
+            json={
+                "requests": [
+                    {"id": str(index), "method": "GET", "url": url}
+                    for index, url in enumerate(urls)
+                ]
+            },
+            headers={
+                **self.http_headers,
+                "Content-Type": "application/json",
+                "client-request-id": self.transport.request_id(),
+            },
+        )
+        answers: dict[str, dict[str, Any]] = {}
+        failure = ""
+        try:
+            body = graph_json(self.send(prepared, None), "/$batch")
+            for answer in body.get("responses") or []:
+                if isinstance(answer, dict):
+                    answers[str(answer.get("id"))] = answer
+        except GraphAPIError as exc:
+            failure = str(exc)
+        unread: list[str] = []
+        for index, row in enumerate(removals):
+            answer = answers.get(str(index), {})
+            status = answer.get("status")
+            found = answer.get("body")
+            if status in _RETRY_ALONE and not failure:
+                found, status = self._deleted_alone(urls[index])
+            if status == 200 and isinstance(found, dict):
+                known = {k: v for k, v in found.items() if not k.startswith("@")}
+                yield {**known, "id": row["id"], "@removed": row["@removed"]}
+                continue
+            if status != 404:  # 404: purged meanwhile, only the id is left
+                error = found.get("error") if isinstance(found, dict) else None
+                message = error.get("message") if isinstance(error, dict) else None
+                unread.append(f"{row['id']} ({failure or f'HTTP {status}: {message}'})")
+            yield row
+        if unread:
+            self.logger.warning(
+                "%s: %d removed object(s) keep only their id, _sdc_deleted_at and "
+                "_removed_reason: Graph did not return their last-known properties from "
+                "/directory/deletedItems: %s",
+                self.name,
+                len(unread),
+                "; ".join(unread[:5]) + (" ..." if len(unread) > 5 else ""),
+            )
+
+    def _deleted_alone(self, url: str) -> tuple[Any, int | None]:
+        """One recycle bin read outside a batch, through the retry loop (Retry-After honoured)."""
+        prepared = self.build_prepared_request(
+            method="GET",
+            url=f"{self.url_base}{url}",
+            headers={**self.http_headers, "client-request-id": self.transport.request_id()},
+        )
+        try:
+            response = self.send(prepared, None)
+        except GraphAPIError as exc:
+            return {"error": {"message": str(exc)}}, None
+        return graph_json(response, "/directory/deletedItems"), 200
 
     def _usable_link(self, state: dict[str, Any]) -> str | None:
         """The stored deltaLink, or None (with the reason logged) when a full round is needed."""
@@ -457,9 +561,12 @@ class DeltaStream(GraphStream):
         removed = row.pop("@removed", None)
         properties = self.schema["properties"]
         if removed is not None:
-            # Graph sends only the id: the rest of a removed object is unknown, hence null.
+            # Graph's removal carries only the id; a soft-deleted object arrives here with its
+            # last-known properties from the recycle bin (`_last_known`), a permanently deleted
+            # one without: the rest is unknown, hence null.
             self._removed += 1
             record: Record = dict.fromkeys(properties)
+            record.update((k, v) for k, v in row.items() if k in properties)
             record["id"] = row["id"]
             record["_sdc_deleted_at"] = self._synced_at
             reason = removed.get("reason") if isinstance(removed, dict) else None

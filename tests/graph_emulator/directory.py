@@ -401,9 +401,11 @@ class DirectoryService:
         if head == "directory" and rest[:1] == ["deletedItems"] and len(rest) == 2:
             kind = {"microsoft.graph.user": USERS, "microsoft.graph.group": GROUPS}.get(rest[1])
             if kind is None:
-                return _bad_request(
-                    f"Resource not found for the segment '{rest[1]}'.", request, "BadRequest"
-                )
+                if "." in rest[1]:
+                    return _bad_request(
+                        f"Resource not found for the segment '{rest[1]}'.", request, "BadRequest"
+                    )
+                return self._deleted_item(request, rest[1])
             return self._deleted_items(request, kind)
         if head in ("users", "groups"):
             coll = USERS if head == "users" else GROUPS
@@ -822,6 +824,40 @@ class DirectoryService:
             {
                 "@odata.context": self.context(f"directory/deletedItems/{coll.type_name}", select),
                 "value": values,
+            },
+            request,
+        )
+
+    def _deleted_item(self, request: EmulatorRequest, object_id: str) -> EmulatorResponse:
+        """`GET /directory/deletedItems/{object-id}` (directory-deleteditems-get.md): one
+        soft-deleted user or group, with its `@odata.type`; OData query options such as
+        `$select` apply. An id not in the recycle bin (never deleted, restored or purged) is
+        404 Request_ResourceNotFound."""
+        with self.tenant.lock:
+            found = [
+                (coll, store[object_id])
+                for coll, store in (
+                    (USERS, self.tenant.deleted_users),
+                    (GROUPS, self.tenant.deleted_groups),
+                )
+                if object_id in store
+            ]
+        if not found:
+            return _not_found(object_id, request)
+        coll, obj = found[0]
+        if not coll.roles & request.roles:
+            return _forbidden(request)
+        select, problem = self.parse_select(request, coll)
+        if problem is not None:
+            return problem
+        with self.tenant.lock:
+            body = self.project(obj, select or [*coll.default, "deletedDateTime"])
+        return json_response(
+            200,
+            {
+                "@odata.context": self.context("directory/deletedItems", select, "/$entity"),
+                "@odata.type": f"#{coll.type_name}",
+                **body,
             },
             request,
         )
