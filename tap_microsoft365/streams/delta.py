@@ -23,11 +23,16 @@ Guarantees:
 - every record carries every schema property (null when Graph omits it), so an upserting target
   never keeps stale values, and duplicates within a round resolve to the last one;
 - `@removed` becomes a record with the id, `_sdc_deleted_at` (the sync's time) and
-  `_removed_reason` (`changed` = soft-deleted, `deleted` = permanent);
+  `_removed_reason` (`changed` = soft-deleted, `deleted` = permanent); a soft-deleted object's
+  record keeps its last-known properties, read from the recycle bin 20 to a `$batch`, so the
+  row keeps its name, UPN and licenses; both columns are always sent (`inclusion: automatic`);
+- a property Graph refuses to select is left out of the round's `$select` (the round starts
+  again without it); the state's `refused_properties` records it, so the link obtained without
+  it is used as it is next run;
 - an initial round is a complete snapshot: it ends with ACTIVATE_VERSION, so SDK targets retire
   rows of objects that were not re-sent (deleted while no valid link existed). When Graph refuses
-  a stored link (expired after 7 days, or reset), the stream warns once and runs such a round in
-  the same run.
+  a stored link (expired after 7 days, reset, or unreadable: a 400 on an incremental round), the
+  stream warns once and runs such a round in the same run.
 """
 
 from __future__ import annotations
