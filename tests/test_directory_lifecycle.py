@@ -357,3 +357,34 @@ def test_a_removed_user_keeps_its_last_known_name_and_licenses(
     assert not [line for line in second.stderr.splitlines() if "WARNING" in line]
     # Still one delta request for the round itself.
     assert [r.path for r in graph if r.path.startswith("/v1.0/users")] == ["/v1.0/users/delta"]
+
+
+def test_a_property_the_recycle_bin_refuses_is_left_out_of_its_reads(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    """The recycle bin refusing one selected property (400 "Could not find a property named
+    ...") costs that column only: the removals are read again without it, with one warning."""
+    emu = fresh_emulator()
+    tenant = emu.tenant
+    catalog = catalog_selecting({}, {"users"})
+    first = sync(emu, catalog)
+    assert first.exit_code == 0, first.stderr[-3000:]
+    leavers = list(tenant.users)[:3]
+    names = {uid: tenant.users[uid]["userPrincipalName"] for uid in leavers}
+    for uid in leavers:
+        tenant.soft_delete_user(uid)
+    tenant.refuse_property("directory/deletedItems", "employeeType")
+
+    second = sync(emu, catalog, first.last_state)
+    assert second.exit_code == 0, second.stderr[-3000:]
+    records = {r["id"]: r for r in second.records("users")}
+    for uid in leavers:
+        assert records[uid]["user_principal_name"] == names[uid]
+        assert records[uid]["employee_type"] is None
+        assert records[uid]["_removed_reason"] == "changed"
+    warnings = [line for line in second.stderr.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert "employeeType" in warnings[0]
+    assert "/directory/deletedItems" in warnings[0]
+    batches = [r for r in emu.request_log if r.role == "graph" and r.path == "/v1.0/$batch"]
+    assert len(batches) == 2

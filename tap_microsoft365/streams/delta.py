@@ -150,6 +150,8 @@ class DeltaStream(GraphStream):
         self._synced_at = datetime.now(UTC).isoformat()
         self._removed = 0
         self._removal_columns_checked = False
+        # Properties the recycle bin refused to select in this run (left out of its reads).
+        self._bin_refused: set[str] = set()
 
     @property
     @override
@@ -446,7 +448,8 @@ class DeltaStream(GraphStream):
 
     def _last_known(self, removals: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """`removals` with the properties the recycle bin still holds (one `$batch`)."""
-        select = ",".join(self.select)
+        selected = [name for name in self.select if name not in self._bin_refused]
+        select = ",".join(selected)
         urls = [f"/directory/deletedItems/{row['id']}?$select={select}" for row in removals]
         prepared = self.build_prepared_request(
             method="POST",
@@ -473,6 +476,9 @@ class DeltaStream(GraphStream):
         except GraphAPIError as exc:
             failure = str(exc)
         unread: list[str] = []
+        again: list[dict[str, Any]] = []
+        lowered = {name.lower(): name for name in selected}
+        refused: set[str] = set()
         for index, row in enumerate(removals):
             answer = answers.get(str(index), {})
             status = answer.get("status")
@@ -483,11 +489,27 @@ class DeltaStream(GraphStream):
                 known = {k: v for k, v in found.items() if not k.startswith("@")}
                 yield {**known, "id": row["id"], "@removed": row["@removed"]}
                 continue
+            error = found.get("error") if isinstance(found, dict) else None
+            message = str(error.get("message") or "") if isinstance(error, dict) else ""
+            names = {lowered.get(n.lower()) for n in refused_properties(message)} - {None, "id"}
+            if status == 400 and names:
+                # A property the recycle bin does not serve here: asked again without it.
+                refused |= {str(name) for name in names}
+                again.append(row)
+                continue
             if status != 404:  # 404: purged meanwhile, only the id is left
-                error = found.get("error") if isinstance(found, dict) else None
-                message = error.get("message") if isinstance(error, dict) else None
                 unread.append(f"{row['id']} ({failure or f'HTTP {status}: {message}'})")
             yield row
+        if again:
+            self._bin_refused |= refused
+            self.logger.warning(
+                "%s: Graph refused %s on /directory/deletedItems (HTTP 400); removed objects are "
+                "read again without it, their %s null",
+                self.name,
+                ", ".join(sorted(refused)),
+                "column stays" if len(refused) == 1 else "columns stay",
+            )
+            yield from self._last_known(again)
         if unread:
             self.logger.warning(
                 "%s: %d removed object(s) keep only their id, _sdc_deleted_at and "

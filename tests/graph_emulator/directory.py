@@ -450,14 +450,19 @@ class DirectoryService:
         return None
 
     def parse_select(  # noqa: PLR0911
-        self, request: EmulatorRequest, coll: Collection, *, delta: bool = False
+        self,
+        request: EmulatorRequest,
+        coll: Collection,
+        *,
+        delta: bool = False,
+        endpoint: str | None = None,
     ) -> tuple[list[str] | None, EmulatorResponse | None]:
         """The canonical $select list (None when absent), or an error response."""
         raw = self._option(request, "$select")
         if raw is None:
             return None, None
         names: list[str] = []
-        endpoint = f"{coll.name}/delta" if delta else coll.name
+        endpoint = endpoint or (f"{coll.name}/delta" if delta else coll.name)
         for item in raw.split(","):
             wanted = item.strip()
             if not wanted:
@@ -847,7 +852,7 @@ class DirectoryService:
         coll, obj = found[0]
         if not coll.roles & request.roles:
             return _forbidden(request)
-        select, problem = self.parse_select(request, coll)
+        select, problem = self.parse_select(request, coll, endpoint="directory/deletedItems")
         if problem is not None:
             return problem
         with self.tenant.lock:

@@ -641,8 +641,9 @@ class Tenant:
 
     def refuse_property(self, endpoint: str, name: str) -> None:
         """Make Graph refuse `$select=<name>` on `endpoint` (`users`, `users/delta`, `groups`,
-        `groups/delta`, `organization`, `subscribedSkus`, `directory/subscriptions`) with HTTP
-        400, as it does for properties an endpoint, cloud or tenant does not support."""
+        `groups/delta`, `organization`, `subscribedSkus`, `directory/subscriptions`,
+        `directory/deletedItems`) with HTTP 400, as it does for properties an endpoint, cloud or
+        tenant does not support."""
         with self.lock:
             self.refused_properties.add((endpoint, name.lower()))
 
