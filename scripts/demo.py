@@ -4,13 +4,18 @@ Sandbox (default), no credentials needed:
 
 1. start the Graph emulator as its own process (`python -m tests.graph_emulator`) with a fake
    tenant: 300 users, 20 groups, real SKUs, group-based licensing, disabled and inactive users,
-   28 days of usage reports; it writes a tap config and the CA certificate it serves with;
+   30 Microsoft 365 Copilot seats (some never used), 28 days of usage reports; it writes a tap
+   config and the CA certificate it serves with;
 2. `meltano --environment=sandbox run --full-refresh tap-microsoft365 target-duckdb
    dbt-duckdb:build`, with the tap's settings passed as TAP_MICROSOFT365_* variables and
    REQUESTS_CA_BUNDLE trusting the emulator's CA (your .env is not read, so real credentials
    never meet the sandbox); dbt builds the license insight (transform/) and runs its tests;
 3. stop the emulator, print what landed in output/sandbox.duckdb and the wasted seats from the
    marts (scripts/glimpse.py), and write output/license-report.html (scripts/report.py).
+
+`--sign-ins`: also read user_sign_in_activity (off by default, as in meltano.yml): the emulator
+grants AuditLog.Read.All and the run selects every stream, so the insight counts a recent
+successful sign-in as activity.
 
 `--serve`: start the emulator alone and print the variables that point Meltano at it, to run
 `meltano --environment=sandbox run ...` by hand in another shell; Ctrl-C stops it.
@@ -69,7 +74,13 @@ def clean_env() -> dict[str, str]:
 
 
 def start_emulator(
-    config_out: Path, users: int, groups: int, seed: int
+    config_out: Path,
+    users: int,
+    groups: int,
+    seed: int,
+    copilot_seats: int,
+    *,
+    audit_log: bool = False,
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start the emulator process and wait for the config it writes."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -80,8 +91,10 @@ def start_emulator(
             f"--users={users}",
             f"--groups={groups}",
             f"--seed={seed}",
+            f"--copilot-seats={copilot_seats}",
             f"--time-scale={TIME_SCALE}",
             f"--config-out={config_out}",
+            *(["--audit-log"] if audit_log else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -152,11 +165,15 @@ def glimpse(database: Path) -> None:
     )
 
 
-def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
+def sandbox(
+    users: int, groups: int, seed: int, copilot_seats: int, database: Path, *, sign_ins: bool
+) -> None:
     """Emulator -> Meltano -> DuckDB -> glimpse; the emulator always stops."""
     database.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tap-m365-demo-") as tmp:
-        process, config = start_emulator(Path(tmp) / "config.json", users, groups, seed)
+        process, config = start_emulator(
+            Path(tmp) / "config.json", users, groups, seed, copilot_seats, audit_log=sign_ins
+        )
         try:
             ca_bundle = config.pop("ca_bundle")
             config.pop("emulator", None)
@@ -169,6 +186,9 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
                 "TARGET_DUCKDB_PATH": str(database),
                 "DBT_DUCKDB_PATH": str(database),
             }
+            if sign_ins:
+                # meltano.yml's select leaves user_sign_in_activity out; this one takes all.
+                env["TAP_MICROSOFT365__SELECT"] = json.dumps(["*.*"])
             run_meltano(
                 [
                     "--environment=sandbox",
@@ -192,10 +212,12 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
     )
 
 
-def serve(users: int, groups: int, seed: int) -> None:
+def serve(users: int, groups: int, seed: int, copilot_seats: int) -> None:
     """Start the emulator, print the environment for Meltano, wait for Ctrl-C."""
     with tempfile.TemporaryDirectory(prefix="tap-m365-sandbox-") as tmp:
-        process, config = start_emulator(Path(tmp) / "config.json", users, groups, seed)
+        process, config = start_emulator(
+            Path(tmp) / "config.json", users, groups, seed, copilot_seats
+        )
         try:
             ca_bundle = config.pop("ca_bundle")
             config.pop("emulator", None)
@@ -249,6 +271,12 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--copilot-seats", type=int, default=30, help="sandbox users holding Microsoft 365 Copilot"
+    )
+    parser.add_argument(
+        "--sign-ins", action="store_true", help="also read user_sign_in_activity (sandbox)"
+    )
+    parser.add_argument(
         "--database",
         type=Path,
         default=OUTPUT / "sandbox.duckdb",
@@ -259,10 +287,17 @@ def main() -> int:
     if args.tenant:
         tenant()
     elif args.serve:
-        serve(args.users, args.groups, args.seed)
+        serve(args.users, args.groups, args.seed, args.copilot_seats)
     else:
         args.database.parent.mkdir(parents=True, exist_ok=True)
-        sandbox(args.users, args.groups, args.seed, args.database.resolve())
+        sandbox(
+            args.users,
+            args.groups,
+            args.seed,
+            args.copilot_seats,
+            args.database.resolve(),
+            sign_ins=args.sign_ins,
+        )
     return 0
 
 

@@ -5,7 +5,8 @@
 The project venv's duckdb is the version target-duckdb and dbt-duckdb use (pyproject.toml's
 `demo` group), so it reads the file they wrote. The marts are the dbt project's (transform/,
 schema `license_insight`): seats per product, wasted seats and what they cost (with prices in
-transform/seeds/), inactive users, group license errors and how fresh the reports are.
+transform/seeds/), Microsoft 365 Copilot seats and their use, inactive users, group license
+errors and how fresh the reports are.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def wasted(marts: Warehouse) -> None:
     rows = marts.rows(
         """
         select product_name, purchased_units, unassigned_seats, disabled_account_seats,
-               inactive_user_seats, wasted_seats, cast(wasted_percent as varchar) || '%',
+               inactive_user_seats, unused_copilot_seats, wasted_seats,
+               cast(wasted_percent as varchar) || '%',
                case when wasted_monthly_cost is not null
                     then cast(wasted_monthly_cost as varchar) || ' ' || currency end,
                inactive_days
@@ -131,10 +133,11 @@ def wasted(marts: Warehouse) -> None:
         print("\nWasted seats: no paid user products")
         return
     days = rows[0][-1]
-    total = sum(row[5] for row in rows)
+    total = sum(row[6] for row in rows)
     print(
         f"\nWasted seats (wasted_seats_by_sku): {total}: unassigned, held by disabled accounts,"
-        f" or by users inactive in every workload for over {days} days"
+        f" or by users inactive in every workload for over {days} days (Copilot: not used for"
+        f" over {days} days)"
     )
     print_table(
         (
@@ -143,6 +146,7 @@ def wasted(marts: Warehouse) -> None:
             "unassigned",
             "disabled",
             "inactive",
+            "unused Copilot",
             "wasted",
             "of purchased",
             "per month",
@@ -164,22 +168,86 @@ def wasted(marts: Warehouse) -> None:
         print("  no prices: fill in transform/seeds/sku_prices.csv to see what they cost")
 
 
+def copilot(marts: Warehouse) -> None:
+    """Microsoft 365 Copilot seats: assigned, used within the threshold, wasted."""
+    if not marts.has("copilot_seats"):
+        return
+    (total, in_use, never, unjudged, unused, idle, disabled), *_ = marts.rows(
+        """
+        select count(*), count(*) filter (where in_use),
+               count(*) filter (where copilot_last_activity_date is null
+                                and copilot_days_inactive is not null),
+               count(*) filter (where copilot_days_inactive is null),
+               count(*) filter (where wasted_reason = 'unused Copilot'),
+               count(*) filter (where wasted_reason = 'inactive user'),
+               count(*) filter (where wasted_reason = 'disabled account')
+        from {s}.copilot_seats
+        """
+    )
+    (days,), *_ = marts.rows("select max(inactive_days) from {s}.wasted_seats_by_sku")
+    print(f"\nMicrosoft 365 Copilot seats (copilot_seats): {total} assigned")
+    if not total:
+        return
+    print(
+        f"  {in_use} used Copilot in the last {days} days, {never} never used it,"
+        f" {unjudged} not in the Copilot report; wasted: {unused} unused, {idle} held by"
+        f" inactive users, {disabled} by disabled accounts"
+    )
+    rows = marts.rows(
+        """
+        select display_name, user_principal_name,
+               coalesce(cast(copilot_last_activity_date as varchar), 'never'),
+               copilot_days_inactive, held_since, coalesce(wasted_reason, '')
+        from {s}.copilot_seats where not in_use
+        order by copilot_days_inactive desc nulls last, user_principal_name limit {shown}
+        """,
+        shown=str(SHOWN),
+    )
+    if rows:
+        print("  not in use:")
+        print_table(
+            ("user", "user principal name", "last Copilot use", "days", "held since", "wasted"),
+            rows,
+        )
+        cut(rows, total - in_use)
+
+
 def inactive(marts: Warehouse) -> None:
-    """Users holding seats with no activity in any workload for the threshold's days."""
+    """Users holding seats with no activity in any workload (nor sign-in) for the threshold."""
     (total,), *_ = marts.rows("select count(*) from {s}.inactive_users")
+    (sign_ins,), *_ = marts.rows("select count(*) from {s}.user_activity where sign_ins_known")
     rows = marts.rows(
         """
         select display_name, user_principal_name, department,
-               coalesce(cast(last_activity_date as varchar), 'never'), days_inactive, products
+               coalesce(cast(last_activity_date as varchar), 'never'),
+               coalesce(cast(last_sign_in_date as varchar), {never}), days_inactive, products
         from {s}.inactive_users
         order by days_inactive desc, user_principal_name limit {shown}
         """,
         shown=str(SHOWN),
+        never="'never'" if sign_ins else "'not loaded'",
     )
     print(f"\nInactive users holding seats (inactive_users): {total}")
+    if sign_ins:
+        print(
+            f"  a successful sign-in counts as activity (user_sign_in_activity: {sign_ins} users)"
+        )
+    else:
+        print(
+            "  activity from the usage reports only: user_sign_in_activity is not loaded"
+            " (README, License insight: Sign-ins)"
+        )
     if rows:
         print_table(
-            ("user", "user principal name", "department", "last active", "days", "products"),
+            (
+                "user",
+                "user principal name",
+                "department",
+                "last active",
+                "last sign-in",
+                "days",
+                "products",
+            ),
             rows,
         )
         cut(rows, total)
@@ -233,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     seats(marts)
     wasted(marts)
+    copilot(marts)
     inactive(marts)
     group_errors(marts)
     freshness(marts)

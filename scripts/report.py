@@ -4,9 +4,10 @@
 
 It reads the dbt marts (transform/, schema `license_insight`) and draws, with no script and
 nothing fetched from the network: seats by product (purchased, assigned, active), wasted seats by
-product (unassigned, disabled accounts, inactive users) with their monthly cost when prices are
-given, and daily active users per workload over the report days. `make demo` and `make tenant`
-write it to output/license-report.html.
+product (unassigned, disabled accounts, inactive users, unused Copilot) with their monthly cost
+when prices are given, Microsoft 365 Copilot seats (assigned, used, never used, wasted) when the
+tenant has any, and daily active users per workload over the report days. `make demo` and
+`make tenant` write it to output/license-report.html.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
         db,
         marts,
         "select product_name, unassigned_seats, disabled_account_seats, inactive_user_seats,"
-        " wasted_seats, wasted_monthly_cost, currency, inactive_days"
+        " wasted_seats, wasted_monthly_cost, currency, inactive_days, unused_copilot_seats"
         " from {m}.wasted_seats_by_sku order by wasted_seats desc, product_name",
     )
     daily = rows(
@@ -163,9 +164,33 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
                 "unassigned": [r[1] for r in wasted],
                 "disabled accounts": [r[2] for r in wasted],
                 "inactive users": [r[3] for r in wasted],
+                "unused Copilot": [r[8] for r in wasted],
             },
         ),
     ]
+    copilot = rows(
+        db,
+        marts,
+        "select product_name, count(*), count(*) filter (where in_use),"
+        " count(*) filter (where copilot_last_activity_date is null"
+        " and copilot_days_inactive is not null),"
+        " count(*) filter (where wasted_reason is not null)"
+        " from {m}.copilot_seats group by product_name order by product_name",
+    )
+    if copilot:
+        charts.append(
+            bar_chart(
+                "copilot",
+                "Microsoft 365 Copilot seats: assigned, used Copilot, never used, wasted",
+                [r[0] for r in copilot],
+                {
+                    "assigned": [r[1] for r in copilot],
+                    "used Copilot": [r[2] for r in copilot],
+                    "never used": [r[3] for r in copilot],
+                    "wasted": [r[4] for r in copilot],
+                },
+            )
+        )
     priced = [r for r in wasted if r[5] is not None]
     if priced:
         currency = priced[0][6]
@@ -193,7 +218,8 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
     money = sum(float(r[5]) for r in priced)
     days_inactive = wasted[0][7] if wasted else ""
     summary = (
-        f"{total} wasted seats (unassigned, disabled accounts, inactive over {days_inactive} days)"
+        f"{total} wasted seats (unassigned, disabled accounts, inactive or, for Copilot, unused"
+        f" over {days_inactive} days)"
     )
     if priced:
         summary += f"; {money:.2f} {escape(str(priced[0][6]))} per month"

@@ -179,7 +179,7 @@ class PostgresServer:
     def query(self, statement: str | sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
         """Rows of one query (compose identifiers with `psycopg.sql`)."""
         with self.connect() as connection:
-            return connection.execute(statement, params or None).fetchall()
+            return connection.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
 
     def target_env(self) -> dict[str, str]:
         """target-postgres settings as the environment variables Meltano reads."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
@@ -33,7 +34,7 @@ _StandardTests = get_tap_test_class(
 class TestTapMicrosoft365(_StandardTests):  # type: ignore[misc, valid-type]
     """The standard suite, plus a primary-key uniqueness check (the SDK's suite has none)."""
 
-    def test_primary_keys_are_unique(self, runner) -> None:
+    def test_primary_keys_are_unique(self, runner: Any) -> None:
         for stream, records in runner.records.items():
             schema = next(m for m in runner.schema_messages if m["stream"] == stream)
             keys = schema["key_properties"]

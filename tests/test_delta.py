@@ -268,7 +268,10 @@ def test_initial_then_incremental_rounds_reproduce_the_tenant(
     deleted = target.deleted("users")
     assert deleted[touched["soft_deleted"]]["_removed_reason"] == "changed"
     assert deleted[touched["hard_deleted"]]["_removed_reason"] == "deleted"
-    assert datetime.datetime.fromisoformat(deleted[touched["soft_deleted"]]["_sdc_deleted_at"])
+    assert isinstance(
+        datetime.datetime.fromisoformat(deleted[touched["soft_deleted"]]["_sdc_deleted_at"]),
+        datetime.datetime,
+    )
     assert touched["restored"] in target.active("users")
     group_deleted = target.deleted("groups")
     assert group_deleted[touched["group_soft_deleted"]]["_removed_reason"] == "changed"

@@ -51,6 +51,7 @@ def sandbox_records(emulator: GraphEmulator) -> dict[str, list[dict[str, Any]]]:
         stream = tap.streams[name]
         rows = []
         for row in stream.get_records(None):
+            assert isinstance(row, dict)  # a record, never the (record, context) pair
             processed = stream.post_process(row, None)
             if processed is not None:
                 rows.append(processed)

@@ -360,6 +360,7 @@ def test_rows_match_the_tenant_after_an_initial_and_a_later_sync(
     assert len(target.activations) == 2
     assert target.activations[1] > target.activations[0]
     assert {m["version"] for m in second.record_messages(STREAM)} == {target.activations[1]}
+    assert second.last_state is not None
     assert second.last_state["bookmarks"][STREAM]["table_version"] == target.activations[1]
 
     # Nothing changed since: a third sync retires nothing more.

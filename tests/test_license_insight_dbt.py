@@ -10,12 +10,21 @@ not from the loaded tables:
 - each seat's last activity and days inactive from the activity the report emulator generates
   for its user (tests/graph_emulator/activity.py), counted from the latest report day, and the
   day the seat's license was assigned (the grace period);
-- inactive seats (90 days, and 30 through dbt's --vars), seats of disabled accounts, group
-  assignment errors, wasted seats per SKU and, with the example prices, their monthly cost.
+- each user's last successful sign-in from the emulator's signInActivity, when the run selected
+  user_sign_in_activity: one more activity signal (a recent sign-in makes a user active even
+  without report activity; without it the seat is judged on the reports alone);
+- Microsoft 365 Copilot seats: the last Copilot activity the report emulator generates for each
+  holder, days without Copilot, and seats wasted because Copilot went unused;
+- inactive seats (90 days, and 30 through dbt's --vars), seats of disabled accounts, seats in use
+  per SKU, group assignment errors, wasted seats per SKU and, with the example prices, their
+  monthly cost.
 
-Two pipelines run: report names shown, and concealed (only the Teams report's User
-Id joins users). The first then runs again after the tenant changed and a day passed: the marts
-follow, and license assignments that disappeared are retired by ACTIVATE_VERSION.
+Two pipelines run: report names shown, and concealed (only the Teams report's User Id joins
+users). The first runs without user_sign_in_activity (its table does not exist: the models build
+without it), then again, with it selected, after the tenant changed and a day passed: the marts
+follow, and license assignments that disappeared are retired by ACTIVATE_VERSION. The concealed
+pipeline selects user_sign_in_activity, so users the Teams report does not list are judged by
+their sign-ins.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import yaml
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.graph_emulator.product_names import PRODUCT_NAMES
 from tests.graph_emulator.reports import Person
-from tests.graph_emulator.tenant import SKU_BY_PART
+from tests.graph_emulator.tenant import COPILOT_SKU, SKU_BY_PART
 from tests.meltano_project import ROOT, MeltanoProject, installed_meltano, settings_env
 from tests.postgres import PostgresServer, postgres_server
 from tests.test_license_assignments import expected_rows
@@ -54,7 +63,12 @@ STREAMS = (
     "license_assignments",
     "office365_active_user_detail",
     "teams_user_activity_user_detail",
+    "teams_team_activity_detail",
+    "microsoft365_copilot_usage_user_detail",
 )
+SIGN_INS = "user_sign_in_activity"  # off unless selected (meltano.yml)
+COPILOT = COPILOT_SKU.sku_id
+COPILOT_SEATS = 16
 WORKLOADS = ("exchange", "onedrive", "sharepoint", "skype", "yammer", "teams")
 FREE = {"FLOW_FREE", "TEAMS_EXPLORATORY"}  # the tenant's free products (dbt_project.yml's list)
 
@@ -78,11 +92,43 @@ class Expected:
 
     as_of: dt.date
     concealed: bool
-    skus: dict[str, dict[str, int]]
+    skus: dict[str, dict[str, Any]]
     seats: dict[Key, dict[str, Any]]  # last_activity_date, activity_basis, days_inactive
     disabled: set[Key]
     group_errors: set[tuple[str, str, str, str]]  # user, sku, group, error
+    teams: set[str]  # ids of the teams the Teams team-activity report lists
+    sign_ins: bool  # whether the run loaded user_sign_in_activity
+    users: int  # current users of the tenant
     names: dict[str, str] = field(default_factory=dict)
+
+    def unused_copilot(self, days: int) -> set[Key]:
+        """Copilot seats of enabled users not otherwise inactive, without Copilot for more than
+        `days`, past the grace period (an inactive user's seat is counted as inactive)."""
+        inactive = self.inactive(days)
+        return {
+            key
+            for key, seat in self.seats.items()
+            if seat["is_copilot"]
+            and seat["copilot_days_inactive"] is not None
+            and seat["copilot_days_inactive"] > days
+            and not seat["in_grace_period"]
+            and key not in self.disabled
+            and key not in inactive
+        }
+
+    def active_seats(self, days: int) -> dict[str, int]:
+        """Per SKU, seats of enabled users active within `days` (Copilot: who used Copilot)."""
+        out = dict.fromkeys(self.skus, 0)
+        for key, seat in self.seats.items():
+            if key in self.disabled:
+                continue
+            if seat["is_copilot"]:
+                last, idle = seat["copilot_last_activity_date"], seat["copilot_days_inactive"]
+            else:
+                last, idle = seat["last_activity_date"], seat["days_inactive"]
+            if last is not None and idle is not None and idle <= days:
+                out[key[1]] += 1
+        return out
 
     def inactive(self, days: int) -> set[Key]:
         """Paid seats of enabled users inactive for more than `days`, past the grace period."""
@@ -99,24 +145,28 @@ class Expected:
     def wasted(self, days: int) -> dict[str, dict[str, int]]:
         out = {}
         inactive = self.inactive(days)
+        unused = self.unused_copilot(days)
         for sku_id, sku in self.skus.items():
             if sku["applies_to_user"] and sku["part_number"] not in FREE:
                 disabled = sum(1 for key in self.disabled if key[1] == sku_id)
                 idle = sum(1 for key in inactive if key[1] == sku_id)
+                no_copilot = sum(1 for key in unused if key[1] == sku_id)
                 # Warning units are still usable; over-assigned seats are not "available".
                 unassigned = max(sku["purchased"] + sku["warning"] - sku["consumed"], 0)
                 out[sku_id] = {
                     "unassigned_seats": unassigned,
                     "disabled_account_seats": disabled,
                     "inactive_user_seats": idle,
-                    "wasted_seats": unassigned + disabled + idle,
+                    "unused_copilot_seats": no_copilot,
+                    "wasted_seats": unassigned + disabled + idle + no_copilot,
                 }
         return out
 
 
-def expected_figures(emu: GraphEmulator) -> Expected:
+def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
     """What the views must say about the emulator's tenant as the last run saw it."""
     tenant, reports = emu.tenant, emu.reports
+    assert emu.directory is not None
     as_of = reports.refresh_date  # the latest report day loaded
     concealed = bool(reports.concealed_names)
     skus = {
@@ -152,6 +202,20 @@ def expected_figures(emu: GraphEmulator) -> Expected:
         latest = max((d for d in days if d), default="")
         basis = "Teams only" if concealed else "all workloads"
         last[user["id"]] = (basis, dt.date.fromisoformat(latest) if latest else None)
+    # The Copilot report: a row per Copilot holder on the snapshot day (as_of), listing their
+    # last Copilot activity; its user principal names join users unless names are concealed.
+    copilot_last: dict[str, dt.date | None] = {}
+    for user in tenant.users.values():
+        person = Person(user, snapshot)
+        holds = any(str(item.get("skuId")) == COPILOT for item in person.licenses)
+        if holds and person.exists_on(as_of) and not person.deleted_by(as_of) and not concealed:
+            copilot_last[user["id"]] = person.activity.last_active("copilot", as_of)
+    # signInActivity as the emulator served it to the run (the last successful sign-in's day).
+    signed_in: dict[str, dt.date | None] = {}
+    if sign_ins:
+        for user in tenant.users.values():
+            stamp = emu.directory.sign_in_activity(user)["lastSuccessfulSignInDateTime"]
+            signed_in[user["id"]] = dt.date.fromisoformat(stamp[:10]) if stamp else None
     seats: dict[Key, dict[str, Any]] = {}
     disabled: set[Key] = set()
     errors: set[tuple[str, str, str, str]] = set()
@@ -161,7 +225,14 @@ def expected_figures(emu: GraphEmulator) -> Expected:
                 errors.add((*key, path["assignedByGroup"], path["error"]))
         if not row["consumes_unit"]:
             continue
-        basis, latest = last[key[0]]
+        basis, report_latest = last[key[0]]
+        copilot = copilot_last.get(key[0])
+        report_latest = max((d for d in (report_latest, copilot) if d), default=None)
+        sign_in = signed_in.get(key[0])
+        # A sign-in is one more activity signal; a user in no report is judged by it alone.
+        overall = max((d for d in (report_latest, sign_in) if d), default=None)
+        if basis == "not in reports" and key[0] in signed_in:
+            basis = "sign-ins only"
         # Held since the SKU's own assignment day, else the report's License Assign Date.
         held_since = (
             dt.date.fromisoformat(row["assigned_date_time"][:10])
@@ -169,17 +240,34 @@ def expected_figures(emu: GraphEmulator) -> Expected:
             else report_assigned.get(key[0])
             or dt.date.fromisoformat(row["last_updated_date_time"][:10])
         )
-        since = latest or held_since
+        since = overall or held_since
+        is_copilot = key[1] == COPILOT
+        judged_copilot = is_copilot and key[0] in copilot_last
         seats[key] = {
-            "last_activity_date": latest,
+            "last_activity_date": overall,
+            "last_report_activity_date": report_latest,
+            "last_sign_in_date": sign_in,
             "activity_basis": basis,
+            "sign_ins_known": key[0] in signed_in,
             "days_inactive": None if basis == "not in reports" else max(0, (as_of - since).days),
             "held_since": held_since,
             "in_grace_period": (as_of - held_since).days < GRACE_DAYS,
+            "is_copilot": is_copilot,
+            "copilot_last_activity_date": copilot,
+            "copilot_days_inactive": (
+                max(0, (as_of - (copilot or held_since)).days) if judged_copilot else None
+            ),
         }
         if row["account_enabled"] is False:
             disabled.add(key)
-    return Expected(as_of, concealed, skus, seats, disabled, errors)
+    teams = {
+        group["id"]
+        for group in tenant.groups.values()
+        if "Team" in (group.get("resourceProvisioningOptions") or [])
+    }
+    return Expected(
+        as_of, concealed, skus, seats, disabled, errors, teams, sign_ins, len(tenant.users)
+    )
 
 
 # ----------------------------------------------------------------------------- the pipelines
@@ -197,6 +285,11 @@ class Views:
     disabled: set[Key]
     group_errors: set[tuple[str, str, str, str]]
     wasted: dict[str, dict[str, Any]]
+    copilot: dict[Key, dict[str, Any]]
+    unused_copilot: set[Key]
+    teams: set[str]  # team ids on the latest day of stg_teams_team_activity
+    sign_in_rows: int  # rows of stg_user_sign_in_activity
+    sign_in_table: bool  # whether the tap's user_sign_in_activity table exists
     retired_assignments: set[Key]
     names_loaded: bool
 
@@ -233,6 +326,23 @@ class Views:
                 for r in rows("SELECT * FROM group_license_errors")
             },
             wasted={str(r["sku_id"]): r for r in rows("SELECT * FROM wasted_seats_by_sku")},
+            copilot={
+                (r["user_id"], str(r["sku_id"])): r for r in rows("SELECT * FROM copilot_seats")
+            },
+            unused_copilot=keys(
+                "SELECT * FROM wasted_seats WHERE wasted_reason = 'unused Copilot'"
+            ),
+            teams={
+                r["team_id"]
+                for r in rows(
+                    "SELECT team_id FROM stg_teams_team_activity WHERE report_date ="
+                    " (SELECT max(report_date) FROM stg_teams_team_activity)"
+                )
+            },
+            sign_in_rows=rows("SELECT count(*) AS n FROM stg_user_sign_in_activity")[0]["n"],
+            sign_in_table=rows(
+                "SELECT to_regclass('user_sign_in_activity') IS NOT NULL AS found", schema
+            )[0]["found"],
             retired_assignments=keys(
                 "SELECT user_id, sku_id FROM license_assignments WHERE _sdc_deleted_at IS NOT NULL",
                 schema,
@@ -252,6 +362,7 @@ class Pipeline:
     postgres: PostgresServer
     schema: str
     cache: Path
+    sign_ins: bool = False  # select user_sign_in_activity (and grant AuditLog.Read.All)
 
     def env(self) -> dict[str, str]:
         """The tap pointed at the emulator, target-postgres and dbt-postgres at the server."""
@@ -262,7 +373,9 @@ class Pipeline:
             **self.postgres.target_env(),
             **self.postgres.dbt_env(self.schema, f"{self.schema}_insight"),
             "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": self.schema,
-            "TAP_MICROSOFT365__SELECT": json.dumps([f"{stream}.*" for stream in STREAMS]),
+            "TAP_MICROSOFT365__SELECT": json.dumps(
+                [f"{stream}.*" for stream in (*STREAMS, *([SIGN_INS] if self.sign_ins else []))]
+            ),
             # The sandbox environment prices with the example file; these checks start without.
             "DBT_POSTGRES_EXAMPLE_PRICES": "false",
             # Where meltano.yml does not declare the product names settings yet, the tap falls
@@ -274,6 +387,8 @@ class Pipeline:
 
     def run(self) -> Views:
         """The README's line: tap -> target-postgres -> dbt (models and their tests)."""
+        if self.sign_ins:
+            self.emulator.app.roles.add("AuditLog.Read.All")
         self.meltano.run(
             "run",
             f"--state-id-suffix={self.schema}",
@@ -357,31 +472,39 @@ def runs(
     """Both pipelines' first runs, then the changed tenant's second run."""
     work = tmp_path_factory.mktemp("insight")
     plain_emu = GraphEmulator(
-        Tenant.synthetic(users=150, groups=12, seed=11, today=TODAY), time_scale=0.005
+        Tenant.synthetic(users=150, groups=12, seed=11, today=TODAY, copilot_seats=COPILOT_SEATS),
+        time_scale=0.005,
     )
     concealed_emu = GraphEmulator(
-        Tenant.synthetic(users=150, groups=12, seed=11, today=TODAY), time_scale=0.005
+        Tenant.synthetic(users=150, groups=12, seed=11, today=TODAY, copilot_seats=COPILOT_SEATS),
+        time_scale=0.005,
     )
     with plain_emu, concealed_emu:
         concealed_emu.reports.concealed_names = True
         plain = Pipeline(plain_emu, installed_meltano, postgres_server, "insight", work / "c1")
         concealed = Pipeline(
-            concealed_emu, installed_meltano, postgres_server, "insight_concealed", work / "c2"
+            concealed_emu,
+            installed_meltano,
+            postgres_server,
+            "insight_concealed",
+            work / "c2",
+            sign_ins=True,
         )
         first = plain.run()
         hidden = concealed.run()
-        expected_first = expected_figures(plain_emu)
-        expected_hidden = expected_figures(concealed_emu)
+        expected_first = expected_figures(plain_emu, sign_ins=False)
+        expected_hidden = expected_figures(concealed_emu, sign_ins=True)
 
         # dbt's variables: another threshold, and the example prices.
         at_30 = plain.rebuild({"inactive_days": 30}, env={"DBT_POSTGRES_EXAMPLE_PRICES": "true"})
 
         touched = change_tenant(plain_emu.tenant)
+        plain.sign_ins = True  # now with user_sign_in_activity selected
         changed = plain.run()
         yield Runs(
             plain=(first, expected_first),
             concealed=(hidden, expected_hidden),
-            changed=(changed, expected_figures(plain_emu)),
+            changed=(changed, expected_figures(plain_emu, sign_ins=True)),
             touched=touched,
             settings={"at_30": at_30},
         )
@@ -418,6 +541,7 @@ def check(views: Views, expected: Expected) -> None:
         assert views.names_loaded or not names_setting_declared()
         name = PRODUCT_NAMES[sku_id] if views.names_loaded else sku["part_number"]
         assert row["product_name"] == name
+        assert row["active_seats"] == expected.active_seats(90)[sku_id], sku["part_number"]
     assert set(views.seats) == set(expected.seats)
     for key, seat in expected.seats.items():
         row = views.seats[key]
@@ -427,6 +551,19 @@ def check(views: Views, expected: Expected) -> None:
     assert views.inactive_users == {key[0] for key in expected.inactive(90)}
     assert views.disabled == {key for key in expected.disabled if key[1] in paid}
     assert views.group_errors == expected.group_errors
+    assert views.unused_copilot == expected.unused_copilot(90)
+    # Copilot seats: one row each, with the figures seat_activity has for them.
+    assert set(views.copilot) == {key for key, seat in expected.seats.items() if seat["is_copilot"]}
+    for key, row in views.copilot.items():
+        seat = expected.seats[key]
+        assert (row["copilot_last_activity_date"], row["copilot_days_inactive"]) == (
+            seat["copilot_last_activity_date"],
+            seat["copilot_days_inactive"],
+        ), key
+    # The sign-in stream's table exists only when selected; the models build either way.
+    assert views.sign_in_table is expected.sign_ins
+    assert views.sign_in_rows == (expected.users if expected.sign_ins else 0)
+    assert views.teams == expected.teams
     wasted = expected.wasted(90)
     assert set(views.wasted) == set(wasted)
     for sku_id, figures in wasted.items():
@@ -445,6 +582,34 @@ def test_figures_match_the_tenant(runs: Runs) -> None:
     assert {e[3] for e in expected.group_errors} == {"CountViolation"}
     assert max(row["wasted_seats"] for row in views.wasted.values()) > 0
     assert all(seat["activity_basis"] == "all workloads" for seat in views.seats.values())
+    # Copilot: every holder has a seat, some used Copilot lately, some never did.
+    assert len(views.copilot) == COPILOT_SEATS
+    copilot_days = [row["copilot_days_inactive"] for row in views.copilot.values()]
+    assert None not in copilot_days
+    assert any(row["copilot_last_activity_date"] is None for row in views.copilot.values())
+    assert views.skus[COPILOT]["active_seats"] > 0
+    # Without user_sign_in_activity: no table, no sign-ins, activity from the reports alone.
+    assert not views.sign_in_table
+    assert all(seat["last_sign_in_date"] is None for seat in views.seats.values())
+    assert all(not seat["sign_ins_known"] for seat in views.seats.values())
+
+
+def recent_sign_in_only(expected: Expected, days: int) -> set[Key]:
+    """Seats held past the grace period whose user did nothing in any report for more than
+    `days` days but signed in within them: the sign-in alone keeps them active."""
+    return {
+        key
+        for key, seat in expected.seats.items()
+        if seat["last_sign_in_date"] is not None
+        and (expected.as_of - seat["last_sign_in_date"]).days <= days
+        and (
+            seat["last_report_activity_date"] is None
+            or (expected.as_of - seat["last_report_activity_date"]).days > days
+        )
+        and (expected.as_of - seat["held_since"]).days > days
+        and not seat["in_grace_period"]
+        and key not in expected.disabled
+    }
 
 
 def test_inactive_days_and_prices_are_dbt_variables(runs: Runs) -> None:
@@ -460,6 +625,7 @@ def test_inactive_days_and_prices_are_dbt_variables(runs: Runs) -> None:
     for sku_id, figures in wasted.items():
         row = at_30.wasted[sku_id]
         assert row["inactive_user_seats"] == figures["inactive_user_seats"]
+        assert row["unused_copilot_seats"] == figures["unused_copilot_seats"]
         assert row["inactive_days"] == 30
         price = prices.get(expected.skus[sku_id]["part_number"])
         if price is None:
@@ -472,17 +638,37 @@ def test_inactive_days_and_prices_are_dbt_variables(runs: Runs) -> None:
             price["monthly_price"]
         )
     assert priced >= 3
+    # Copilot seats unused for 30 days (holders active otherwise) are wasted Copilot seats,
+    # priced with the (made-up) Copilot price.
+    assert at_30.unused_copilot == expected.unused_copilot(30)
+    assert at_30.unused_copilot
+    assert wasted[COPILOT]["unused_copilot_seats"] == len(expected.unused_copilot(30))
+    assert at_30.wasted[COPILOT]["wasted_monthly_cost"] == wasted[COPILOT][
+        "wasted_seats"
+    ] * Decimal(prices["Microsoft_365_Copilot"]["monthly_price"])
+    for sku_id, active in expected.active_seats(30).items():
+        assert at_30.skus[sku_id]["active_seats"] == active, expected.skus[sku_id]
 
 
-def test_with_concealed_names_only_teams_activity_joins(runs: Runs) -> None:
+def test_with_concealed_names_only_teams_activity_and_sign_ins_join(runs: Runs) -> None:
     views, expected = runs.concealed
     check(views, expected)
     bases = {seat["activity_basis"] for seat in views.seats.values()}
-    assert bases == {"Teams only", "not in reports"}
-    # Users the Teams report does not list are not judged.
-    unjudged = [s for s in views.seats.values() if s["activity_basis"] == "not in reports"]
-    assert unjudged
-    assert all(s["days_inactive"] is None for s in unjudged)
+    # Users the Teams report does not list are judged by their sign-ins alone.
+    assert bases == {"Teams only", "sign-ins only"}
+    assert views.sign_in_table
+    by_sign_ins = [s for s in views.seats.values() if s["activity_basis"] == "sign-ins only"]
+    assert all(s["days_inactive"] is not None for s in by_sign_ins)
+    # A recent sign-in keeps a seat without recent report activity in use...
+    rescued = recent_sign_in_only(expected, 90)
+    assert rescued
+    assert not rescued & views.inactive
+    # ...and a user with neither a sign-in nor report activity in 90 days is inactive.
+    assert any(views.seats[key]["last_sign_in_date"] is None for key in views.inactive)
+    # The Copilot report's concealed names join no user: Copilot seats are not judged on use.
+    assert views.copilot
+    assert all(row["copilot_days_inactive"] is None for row in views.copilot.values())
+    assert not views.unused_copilot
 
 
 def test_a_later_run_follows_the_changed_tenant(runs: Runs) -> None:
@@ -499,6 +685,11 @@ def test_a_later_run_follows_the_changed_tenant(runs: Runs) -> None:
     assert disabled_seats
     visio = SKU_BY_PART["VISIOCLIENT"].sku_id
     assert any(e[0] == touched["joiner"] and e[1] == visio for e in views.group_errors)
-    # A user created today is in no report yet: held, not judged.
+    # A user created today is in no report yet: judged by sign-ins only, and in the grace period.
     newcomer = views.seats[(touched["newcomer"], SKU_BY_PART["SPE_E3"].sku_id)]
-    assert (newcomer["activity_basis"], newcomer["days_inactive"]) == ("not in reports", None)
+    assert (newcomer["activity_basis"], newcomer["in_grace_period"]) == ("sign-ins only", True)
+    assert newcomer["wasted_reason"] is None
+    # This run selected user_sign_in_activity: sign-ins now count, and change the figures.
+    assert views.sign_in_table
+    assert recent_sign_in_only(expected, 90)
+    assert not recent_sign_in_only(expected, 90) & views.inactive

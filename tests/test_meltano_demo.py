@@ -5,7 +5,9 @@ process, runs `meltano run tap-microsoft365 target-duckdb dbt-duckdb:build` agai
 models of transform/ and their tests, on DuckDB), stops the emulator and prints what landed and
 the wasted seats from the marts. Here it runs with a smaller tenant and its own DuckDB file and
 Meltano system database; the printed row counts and the seats per product must equal the
-tenant's, built here from the same parameters, and the printed figures the marts'.
+tenant's, built here from the same parameters, and the printed figures the marts'. A second run
+with `--sign-ins` reads user_sign_in_activity too (meltano.yml leaves it out): the DuckDB models
+then count a recent successful sign-in as activity.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from tests.meltano_project import ROOT, MeltanoProject, installed_meltano
 
 __all__ = ["installed_meltano"]  # the fixture this module uses
 
-USERS, GROUPS, SEED = 40, 5, 3
+USERS, GROUPS, SEED, COPILOT_SEATS = 40, 5, 3, 8
 
 
-def run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def run_demo(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     database = tmp_path / "sandbox.duckdb"
     env = {
         k: v
@@ -47,7 +49,9 @@ def run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:
             f"--users={USERS}",
             f"--groups={GROUPS}",
             f"--seed={SEED}",
+            f"--copilot-seats={COPILOT_SEATS}",
             f"--database={database}",
+            *options,
         ],
         cwd=ROOT,
         env=env,
@@ -84,7 +88,9 @@ def demo(installed_meltano: MeltanoProject, tmp_path_factory: pytest.TempPathFac
 def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> None:
     out, tmp_path = demo.completed.stdout, demo.folder
     # The same tenant the emulator process built (it uses today's date, as here).
-    tenant = Tenant.synthetic(users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today())
+    tenant = Tenant.synthetic(
+        users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today(), copilot_seats=COPILOT_SEATS
+    )
     counts = printed_counts(out)
     assert counts["organization"] == 1
     assert counts["subscribed_skus"] == len(tenant.skus)
@@ -111,6 +117,15 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> 
         (inactive,), *_ = db.execute(
             "select count(*) from license_insight.inactive_users"
         ).fetchall()
+        copilot = db.execute(
+            "select count(*), count(*) filter (where in_use),"
+            " count(*) filter (where wasted_reason = 'unused Copilot')"
+            " from license_insight.copilot_seats"
+        ).fetchone()
+        (copilot_wasted,) = db.execute(
+            "select wasted_seats from license_insight.wasted_seats_by_sku"
+            " where sku_part_number = 'Microsoft_365_Copilot'"
+        ).fetchone() or (None,)
     assert seats == {
         sku["skuId"]: (sku["prepaidUnits"]["enabled"], sku["consumedUnits"]) for sku in tenant.skus
     }
@@ -127,6 +142,18 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> 
         assert f"...and {inactive - shown} more" in listed
     else:
         assert "more" not in listed
+    # Microsoft 365 Copilot: the tenant's seats, and the wasted ones among the products.
+    assert counts["microsoft365_copilot_usage_user_detail"] == COPILOT_SEATS
+    assert copilot is not None
+    assert copilot[0] == COPILOT_SEATS
+    assert f"Microsoft 365 Copilot seats (copilot_seats): {COPILOT_SEATS} assigned" in out
+    assert f"  {copilot[1]} used Copilot in the last 90 days" in out
+    assert f"wasted: {copilot[2]} unused" in out
+    wasted_rows = out.split("Wasted seats (wasted_seats_by_sku)", 1)[1].split("\n\n", 1)[0]
+    copilot_row = next(line for line in wasted_rows.splitlines() if "Microsoft 365 Copilot" in line)
+    assert copilot_wasted is not None
+    assert copilot_wasted > 0  # the subscription has two unassigned units
+    assert copilot_row.split()[8] == str(copilot_wasted)
     assert "Group license errors (group_license_errors)" in out
     assert "Usage reports (report_freshness" in out
     assert "Seats per product" in out
@@ -169,9 +196,9 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
     assert not [line for line in completed.stderr.splitlines() if ":CONSOLE" in line]
     # Self-contained: no script, stylesheet or image from elsewhere.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", dom)
-    for chart in ("seats", "wasted", "money", "daily"):
+    for chart in ("seats", "wasted", "money", "copilot", "daily"):
         assert f'<figure id="{chart}">' in dom, chart
-    assert dom.count("<svg") == 4
+    assert dom.count("<svg") == 5
     assert dom.count("<polyline") >= 5  # one line per workload
     with duckdb.connect(str(demo.folder / "sandbox.duckdb"), read_only=True) as db:
         products = db.execute(
@@ -182,7 +209,9 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
             "select product_name, wasted_seats, inactive_user_seats, wasted_monthly_cost"
             " from license_insight.wasted_seats_by_sku"
         ).fetchall()
-    tenant = Tenant.synthetic(users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today())
+    tenant = Tenant.synthetic(
+        users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today(), copilot_seats=COPILOT_SEATS
+    )
     purchased = {sku["prepaidUnits"]["enabled"] for sku in tenant.skus}
     assert products
     for name, bought, assigned, active in products:
@@ -203,3 +232,51 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
         if cost is not None:
             assert f'data-label="{escape(name)}" data-value="{float(cost):g}"' in dom
     assert f"{sum(row[1] for row in wasted)} wasted seats" in dom
+    # Copilot seats: assigned against used.
+    with duckdb.connect(str(demo.folder / "sandbox.duckdb"), read_only=True) as db:
+        copilot = db.execute(
+            "select product_name, count(*), count(*) filter (where in_use)"
+            " from license_insight.copilot_seats group by product_name"
+        ).fetchall()
+    assert copilot
+    for name, assigned, used in copilot:
+        for series, value in (("assigned", assigned), ("used Copilot", used)):
+            assert (
+                f'data-series="{series}" data-label="{escape(name)}" data-value="{value}"' in dom
+            ), (name, series)
+
+
+def test_demo_with_sign_ins_counts_them_as_activity(
+    installed_meltano: MeltanoProject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    del installed_meltano
+    folder = tmp_path_factory.mktemp("demo-sign-ins")
+    completed = run_demo(folder, "--sign-ins")
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    out = completed.stdout
+    tenant = Tenant.synthetic(
+        users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today(), copilot_seats=COPILOT_SEATS
+    )
+    assert printed_counts(out)["user_sign_in_activity"] == len(tenant.users)
+    with duckdb.connect(str(folder / "sandbox.duckdb"), read_only=True) as db:
+        (known, signed_in), *_ = db.execute(
+            "select count(*) filter (where sign_ins_known), count(last_sign_in_date)"
+            " from license_insight.user_activity"
+        ).fetchall()
+        # No seat is called inactive while its user signed in within the threshold...
+        (contradicted,), *_ = db.execute(
+            "select count(*) from license_insight.seat_activity"
+            " where wasted_reason = 'inactive user'"
+            " and date_diff('day', last_sign_in_date, activity_as_of) <= 90"
+        ).fetchall()
+        # ...and seats whose user was idle in every report are kept in use by a sign-in.
+        (kept,), *_ = db.execute(
+            "select count(*) from license_insight.seat_activity"
+            " where in_use and (last_report_activity_date is null"
+            " or date_diff('day', last_report_activity_date, activity_as_of) > 90)"
+        ).fetchall()
+    assert known == len(tenant.users)
+    assert 0 < signed_in < known  # the emulator leaves about one user in eight never signed in
+    assert contradicted == 0
+    assert kept > 0
+    assert f"(user_sign_in_activity: {known} users)" in out

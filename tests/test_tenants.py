@@ -262,7 +262,10 @@ def test_rows_are_retired_only_when_every_tenant_was_read_in_full(runs: Runs) ->
     # license_assignments reads every tenant in full on every run: with all three read, retired.
     assert len(activations(runs.second, "license_assignments")) == 1
     assert "full rounds for 2 of 3 tenants only" in runs.first.stderr
-    assert "2 of 3 tenants read, so vanished assignments are not retired" in runs.first.stderr
+    assert (
+        "license_assignments: 2 of 3 tenants read, so vanished rows are not retired"
+        in runs.first.stderr
+    )
     # Every tenant read in full in one run: one version for all of them, then one activation.
     fresh = runs.fresh
     assert fresh.exit_code == 0, fresh.stderr[-3000:]

@@ -24,10 +24,12 @@ failure (one ERROR line) and the stream goes on with the next tenant.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from urllib.parse import urlsplit
 
 import requests
 from singer_sdk.exceptions import RetriableAPIError
@@ -58,7 +60,12 @@ from tap_microsoft365.graph.transport import (
     refused_token_line,
     tls_line,
 )
-from tap_microsoft365.sdk_compat import CompatStream, request_once
+from tap_microsoft365.sdk_compat import (
+    CompatStream,
+    request_once,
+    set_stream_version,
+    write_activate_version,
+)
 from tap_microsoft365.tenants import CONTEXT_KEY
 
 if TYPE_CHECKING:
@@ -101,6 +108,35 @@ def with_tenant_id(schema: dict[str, Any]) -> dict[str, Any]:
 def with_tenant_key(keys: Iterable[str]) -> tuple[str, ...]:
     """Primary keys with `tenant_id` first: ids are unique only within a tenant."""
     return (TENANT_ID, *(key for key in keys if key != TENANT_ID))
+
+
+# State key of a full-table stream: the version of its last complete read.
+TABLE_VERSION = "table_version"
+# Graph's two ways of refusing a selected property (HTTP 400), e.g. "Could not find a property
+# named 'employeeType' on type 'microsoft.graph.user'." and, on delta, "Invalid request for delta
+# query: for this entity set, $expand/$select is not supported for the following properties:
+# birthday" (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7594,
+# https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141).
+_NOT_FOUND_PROPERTY = re.compile(r"Could not find a property named '([^']+)'")
+_UNSUPPORTED_PROPERTIES = re.compile(r"not supported for the following properties:\s*(.+)$")
+
+
+def refused_properties(message: str) -> list[str]:
+    """The property names a Graph 400 message says it cannot select (empty: another error)."""
+    found = _NOT_FOUND_PROPERTY.findall(message)
+    listed = _UNSUPPORTED_PROPERTIES.search(message.strip())
+    if listed:
+        found += [name.strip(" .'") for name in listed.group(1).split(",")]
+    return [name for name in found if name]
+
+
+class PropertyRefusedError(GraphAPIError):
+    """Graph refused one or more selected properties (HTTP 400)."""
+
+    def __init__(self, message: str, names: list[str], endpoint: str) -> None:
+        super().__init__(message)
+        self.names = names
+        self.endpoint = endpoint
 
 
 class GraphServices(Protocol):
@@ -159,6 +195,9 @@ class GraphStream(CompatStream):
     # Whether records hold only JSON values (as parsed from Graph's JSON): conform.py then
     # skips the properties whose JSON values the SDK's type conformance never changes.
     records_are_json: ClassVar[bool] = True
+    # Whether a run reads the whole collection, so that a row not sent is a row that vanished:
+    # the read then ends with ACTIVATE_VERSION (see `get_records`).
+    full_table_snapshot: ClassVar[bool] = False
 
     def __init__(self, tap: Tap, services: GraphServices, **kwargs: Any) -> None:
         self.services = services
@@ -167,6 +206,9 @@ class GraphStream(CompatStream):
         self._tenant_guid = ""
         if kwargs.get("schema") is not None:
             kwargs["schema"] = with_tenant_id(kwargs["schema"])
+        self._complete_tenants: set[str] = set()  # tenants read in full by this run
+        # Graph names of selected properties Graph refused in this run (dropped from $select).
+        self.refused: set[str] = set()
         super().__init__(tap=tap, **kwargs)
         if "schema" not in kwargs:  # the class's schema: this stream's own copy, with tenant_id
             self.__dict__["schema"] = with_tenant_id(cast("dict[str, Any]", type(self).schema))
@@ -216,14 +258,62 @@ class GraphStream(CompatStream):
         return {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
     @property
+    @override
+    def emit_activate_version_messages(self) -> bool:
+        # The SDK's own switch sends ACTIVATE_VERSION before the first record: a target would
+        # retire every row while the stream is still being read, and for good if the run fails.
+        # Full-table streams send it themselves after the last record (`get_records`).
+        if self.full_table_snapshot:
+            return False
+        return super().emit_activate_version_messages
+
+    @property
+    def retires_vanished_rows(self) -> bool:
+        """Whether a full read ends with ACTIVATE_VERSION (on unless the setting turns it off)."""
+        return self.full_table_snapshot and (
+            self.config.get("emit_activate_version_messages") is not False
+        )
+
+    @property
     def select(self) -> list[str]:
-        """Properties to `$select`: the schema's, in Graph's names, except the tap's own."""
+        """Properties to `$select`: the schema's, in Graph's names, except the tap's own and
+        those Graph refused in this run."""
         names = [
             name
             for name in self.schema["properties"]
             if not name.startswith("_") and name != TENANT_ID
         ]
-        return names if self.columns is None else self.columns.graph_names(names)
+        graph = names if self.columns is None else self.columns.graph_names(names)
+        return [name for name in graph if name not in self.refused] if self.refused else graph
+
+    # Whether `request_records` itself retries the read without a property Graph refused
+    # (delta streams restart their whole round instead).
+    retries_refused_properties: ClassVar[bool] = True
+
+    def drop_refused(self, error: PropertyRefusedError) -> None:
+        """Leave the properties Graph refused out of `$select` for the rest of the run, with one
+        warning; raise `error` when that cannot help (a key, or nothing we asked for)."""
+        lowered = {name.lower(): name for name in self.select}
+        names = [lowered.get(name.lower()) for name in error.names]
+        keys = set(self.columns.graph_names(list(self.primary_keys)) if self.columns else [])
+        keys |= set(self.primary_keys)
+        if not names or None in names or keys & set(names):
+            raise error
+        dropped = sorted(name for name in names if name)
+        self.refused.update(dropped)
+        self.logger.warning(
+            "%s: Graph refused the propert%s %s on %s (HTTP 400: this endpoint, cloud or "
+            "tenant does not support %s); reading on without %s for this run, the column%s "
+            "stay%s null",
+            self.name,
+            "y" if len(dropped) == 1 else "ies",
+            ", ".join(dropped),
+            error.endpoint,
+            "it" if len(dropped) == 1 else "them",
+            "it" if len(dropped) == 1 else "them",
+            "" if len(dropped) == 1 else "s",
+            "s" if len(dropped) == 1 else "",
+        )
 
     @override
     def get_new_paginator(self) -> ODataNextLinkPaginator:
@@ -279,14 +369,54 @@ class GraphStream(CompatStream):
             self.all_tenants_read()
 
     def tenant_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The records of the tenant being read (the SDK's `get_records` by default)."""
+        """The records of the tenant being read (the SDK's `get_records`); a full-table read
+        ends with ACTIVATE_VERSION."""
+        if not self.retires_vanished_rows:
+            yield from super().get_records(context)
+            return
+        state = self.get_context_state(context)  # the tenant's own (or the stream's)
+        partitioned = self.services.tenants.partitioned
+        previous = state.get(TABLE_VERSION)
+        # Above every earlier version, in seconds as the SDK's own (targets use an integer
+        # column); with several tenants, one version for all of them (`run_version`).
+        version = (
+            self.run_version
+            if partitioned
+            else max(int(time.time()), previous + 1 if isinstance(previous, int) else 0)
+        )
+        # The SDK puts this on every RECORD message (`version`).
+        set_stream_version(self, version)
         yield from super().get_records(context)
+        state[TABLE_VERSION] = version
+        if partitioned:
+            # The table holds every tenant's rows: retired only once all were re-sent.
+            self._complete_tenants.add(self.tenant.key)
+        else:
+            # Every row has been emitted: only now may a target retire the rows not sent again
+            # (a SKU or subscription that disappeared). A failed run retires nothing.
+            write_activate_version(self, version)
 
     def tenant_failed(self, tenant: Tenant) -> None:
         """Called when the tenant failed while this stream read it (nothing to do by default)."""
 
     def all_tenants_read(self) -> None:
-        """Called after the last tenant's partition (with the `tenants` setting)."""
+        """Called after the last tenant's partition (with the `tenants` setting): a full-table
+        stream sends ACTIVATE_VERSION when every tenant's rows were re-sent under one version."""
+        tenants = self.services.tenants
+        complete, self._complete_tenants = self._complete_tenants, set()
+        if not self.retires_vanished_rows:
+            return
+        if complete == {tenant.key for tenant in tenants} and tenants.complete:
+            write_activate_version(self, self.run_version)
+            return
+        # ACTIVATE_VERSION now would retire the rows of the tenants not read.
+        self.logger.warning(
+            "%s: %d of %d tenants read, so vanished rows are not retired this run (the next "
+            "complete run retires them)",
+            self.name,
+            len(complete),
+            len(tenants),
+        )
 
     @cached_property
     def run_version(self) -> int:
@@ -294,7 +424,7 @@ class GraphStream(CompatStream):
         tenant's earlier one (in seconds, as the SDK's own: targets keep it in an integer)."""
         versions = [int(time.time())]
         for context in self.services.tenants.contexts() or []:
-            previous = self.get_context_state(context).get("table_version")
+            previous = self.get_context_state(context).get(TABLE_VERSION)
             if isinstance(previous, int):
                 versions.append(previous + 1)
         return max(versions)
@@ -304,7 +434,15 @@ class GraphStream(CompatStream):
         progress = ProgressLog(self.logger, self.name)
         progress.expected = self.expected_record_count(context)
         self._progress = progress
-        yield from super().request_records(context)
+        while True:
+            try:
+                yield from super().request_records(context)
+                break
+            except PropertyRefusedError as exc:
+                if not self.retries_refused_properties:
+                    raise
+                # Graph checks `$select` on the first page, before any record of the read.
+                self.drop_refused(exc)
         self.logger.info("%s: done, %s", self.name, progress.describe())
 
     @override
@@ -376,6 +514,15 @@ class GraphStream(CompatStream):
             raise PermissionDeniedError(
                 permission_line(self.name, response, code, message, self.required_permissions)
             )
+        refused = refused_properties(message) if status == 400 else []
+        if refused:
+            endpoint = f"{response.request.method} {urlsplit(response.request.url or '').path}"
+            raise PropertyRefusedError(
+                f"{error_line(self.name, response, code, message)}: Graph does not support the "
+                "selected propert(ies) here",
+                refused,
+                endpoint,
+            )
         msg = (
             f"{error_line(self.name, response, code, message)}: Graph refused the request as the "
             "tap made it; report it to tap-microsoft365 with the ids above"
@@ -412,7 +559,12 @@ class GraphStream(CompatStream):
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
-        return row if self.columns is None else self.columns.rename(row)
+        record = row if self.columns is None else self.columns.rename(row)
+        for name in self.refused:
+            # Not asked for (Graph refused it): null, so the column exists and a target
+            # never keeps a stale value.
+            record.setdefault(self.columns.from_graph.get(name, name) if self.columns else name)
+        return record
 
     @override
     def record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:

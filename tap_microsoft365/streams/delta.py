@@ -23,11 +23,16 @@ Guarantees:
 - every record carries every schema property (null when Graph omits it), so an upserting target
   never keeps stale values, and duplicates within a round resolve to the last one;
 - `@removed` becomes a record with the id, `_sdc_deleted_at` (the sync's time) and
-  `_removed_reason` (`changed` = soft-deleted, `deleted` = permanent);
+  `_removed_reason` (`changed` = soft-deleted, `deleted` = permanent); a soft-deleted object's
+  record keeps its last-known properties, read from the recycle bin 20 to a `$batch`, so the
+  row keeps its name, UPN and licenses; both columns are always sent (`inclusion: automatic`);
+- a property Graph refuses to select is left out of the round's `$select` (the round starts
+  again without it); the state's `refused_properties` records it, so the link obtained without
+  it is used as it is next run;
 - an initial round is a complete snapshot: it ends with ACTIVATE_VERSION, so SDK targets retire
   rows of objects that were not re-sent (deleted while no valid link existed). When Graph refuses
-  a stored link (expired after 7 days, or reset), the stream warns once and runs such a round in
-  the same run.
+  a stored link (expired after 7 days, reset, or unreadable: a 400 on an incremental round), the
+  stream warns once and runs such a round in the same run.
 """
 
 from __future__ import annotations
@@ -40,18 +45,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode, urlparse, urlsplit
 
 import requests
+from singer_sdk.singerlib import Metadata
 from singer_sdk.streams.rest import PageContext
 
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.graph.paging import ODataNextLinkPaginator
 from tap_microsoft365.graph.transport import graph_error_fields, graph_json
 from tap_microsoft365.sdk_compat import set_stream_version, write_activate_version
-from tap_microsoft365.streams.base import GraphStream
+from tap_microsoft365.streams.base import GraphStream, PropertyRefusedError, refused_properties
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.singerlib import MetadataMapping
     from singer_sdk.streams.rest import HTTPRequest
     from typing_extensions import override
 else:
@@ -65,6 +72,10 @@ DELTA_LINK = "delta_link"
 DELTA_LINK_OBTAINED_AT = "delta_link_obtained_at"
 TABLE_VERSION = "table_version"
 SELECT_FINGERPRINT = "select_fingerprint"
+# Properties Graph refused when the stored link's round started: that link does not track them.
+REFUSED_PROPERTIES = "refused_properties"
+# The columns that tell a removal from an update: always sent, whatever the catalog selects.
+REMOVAL_COLUMNS = ("_sdc_deleted_at", "_removed_reason")
 
 # Error codes with which Graph asks for a fresh initial round
 # (https://learn.microsoft.com/graph/delta-query-overview).
@@ -72,6 +83,11 @@ RESYNC_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 # How long Graph keeps delta state for directory objects.
 DIRECTORY_DELTA_DAYS = 7
 COUNT_TIMEOUT_SECONDS = 30
+# JSON batching takes at most 20 requests per batch (https://learn.microsoft.com/graph/json-batching).
+BATCH_LIMIT = 20
+# Inner answers of a batch worth asking again on their own, through the retry loop (Graph
+# throttles each batch item on its own, with its own Retry-After).
+_RETRY_ALONE = frozenset({429, 500, 502, 503, 504})
 
 
 class DeltaResyncRequiredError(GraphAPIError):
@@ -134,6 +150,37 @@ class DeltaStream(GraphStream):
         self._synced_at = datetime.now(UTC).isoformat()
         self._removed = 0
         self._full_rounds: set[str] = set()  # tenants read in full by this run (several tenants)
+        self._removal_columns_checked = False
+        # Properties the recycle bin refused to select in this run (left out of its reads).
+        self._bin_refused: set[str] = set()
+
+    @property
+    @override
+    def metadata(self) -> MetadataMapping:
+        # `_sdc_deleted_at` and `_removed_reason` are what tell a removal from an update: a
+        # removal row without them reads as an object whose every property became null. The
+        # catalog lists them with `inclusion: automatic`, and a catalog that deselects them
+        # anyway (an older discovery) is overridden, with one warning.
+        metadata = super().metadata
+        if getattr(self, "_removal_columns_checked", True):
+            return metadata
+        self._removal_columns_checked = True
+        deselected = []
+        for column in REMOVAL_COLUMNS:
+            entry = metadata.get(("properties", column))
+            if entry is None:
+                continue
+            if entry.selected is False and entry.inclusion != Metadata.InclusionType.AUTOMATIC:
+                deselected.append(column)
+            entry.inclusion = Metadata.InclusionType.AUTOMATIC
+        if deselected:
+            self.logger.warning(
+                "%s: the catalog deselects %s; they are sent anyway, as without them a removed "
+                "object's row looks like an update that cleared every column",
+                self.name,
+                " and ".join(deselected),
+            )
+        return metadata
 
     @property
     @override
@@ -202,6 +249,16 @@ class DeltaStream(GraphStream):
                 detail += " (its Location header asks for a new initial round)"
             msg = f"Graph answered HTTP {response.status_code}{detail}"
             raise DeltaResyncRequiredError(msg)
+        if (
+            self._round_link is not None
+            and response.status_code == 400
+            and not refused_properties(graph_error_fields(response)[1])
+        ):
+            # Graph cannot read the stored link (its token is damaged, or from another tenant
+            # or app): the fix is the one for an expired link, a full round.
+            code, message = graph_error_fields(response)
+            msg = f"Graph answered HTTP 400 {code}: {message.rstrip('.')}"
+            raise DeltaResyncRequiredError(msg)
         super().validate_response(response)
 
     @override
@@ -229,12 +286,33 @@ class DeltaStream(GraphStream):
             self.logger.debug("%s: no expected total (%s)", self.name, type(exc).__name__)
             return None
 
+    # A refused property restarts the whole round (its delta mark holds the `$select`).
+    retries_refused_properties = False
+
     @override
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         self._synced_at = datetime.now(UTC).isoformat()
         state = self.get_context_state(context)  # the tenant's own (or the stream's)
+        # The stored link tracks the properties selected when its round started: without those
+        # Graph refused then, which `select` (and so the fingerprint) must leave out too.
+        stored_refused = state.get(REFUSED_PROPERTIES)
+        self.refused = (
+            {str(name) for name in stored_refused} if isinstance(stored_refused, list) else set()
+        )
         link = self._usable_link(state)
+        learned = False
         if link is not None:
+            if self.refused:
+                self.logger.warning(
+                    "%s: the stored delta link does not track %s (Graph refused %s when the "
+                    "link's initial round started): %s null until the next full round, which "
+                    "asks for %s again",
+                    self.name,
+                    ", ".join(sorted(self.refused)),
+                    "it" if len(self.refused) == 1 else "them",
+                    "its column stays" if len(self.refused) == 1 else "their columns stay",
+                    "it" if len(self.refused) == 1 else "them",
+                )
             try:
                 yield from self._round(context, state, link)
             except DeltaResyncRequiredError as exc:
@@ -248,16 +326,27 @@ class DeltaStream(GraphStream):
                     self._age(state),
                     DIRECTORY_DELTA_DAYS,
                 )
+            except PropertyRefusedError as exc:
+                self.drop_refused(exc)
+                learned = True
             else:
                 return
-        try:
-            yield from self._round(context, state, None)
-        except DeltaResyncRequiredError as exc:
-            msg = (
-                f"{self.name}: Graph asked for a fresh sync during an initial round ({exc}); "
-                "run again"
-            )
-            raise GraphAPIError(msg) from None
+        if not learned:
+            self.refused = set()  # a full round asks for every property again
+        while True:
+            try:
+                yield from self._round(context, state, None)
+            except PropertyRefusedError as exc:
+                # Each pass drops at least one property (or raises): the loop ends.
+                self.drop_refused(exc)
+            except DeltaResyncRequiredError as exc:
+                msg = (
+                    f"{self.name}: Graph asked for a fresh sync during an initial round ({exc}); "
+                    "run again"
+                )
+                raise GraphAPIError(msg) from None
+            else:
+                return
 
     def _round(
         self, context: Context | None, state: dict[str, Any], link: str | None
@@ -299,7 +388,7 @@ class DeltaStream(GraphStream):
             marked_link = self._latest_delta_link(context)
             self._listing = True
         try:
-            yield from super().request_records(context)
+            yield from self._with_last_known(super().request_records(context))
         finally:
             self._listing = False
 
@@ -322,6 +411,10 @@ class DeltaStream(GraphStream):
         state[DELTA_LINK] = delta_link
         state[DELTA_LINK_OBTAINED_AT] = self._synced_at
         state[SELECT_FINGERPRINT] = self.select_fingerprint
+        if self.refused:
+            state[REFUSED_PROPERTIES] = sorted(self.refused)
+        else:
+            state.pop(REFUSED_PROPERTIES, None)
         if version is not None:
             state[TABLE_VERSION] = version
         self.logger.info(
@@ -350,6 +443,125 @@ class DeltaStream(GraphStream):
             len(full),
             len(tenants),
         )
+
+    def _with_last_known(self, rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """The round's rows, soft-deleted objects (`@removed` reason `changed`) completed with
+        their last-known properties from the recycle bin, 20 to a `$batch`.
+
+        A removal carries only the id, and an upserting target would null every other column
+        (the name, the UPN, the licenses). A soft-deleted object stays readable for 30 days at
+        `GET /directory/deletedItems/{id}`
+        (https://learn.microsoft.com/graph/api/directory-deleteditems-get). Rows keep their
+        order: a buffered removal is sent before any later row of the same object.
+        """
+        pending: list[dict[str, Any]] = []
+        pending_ids: set[str] = set()
+        for row in rows:
+            removed = row.get("@removed")
+            object_id = row.get("id")
+            if isinstance(removed, dict) and removed.get("reason") == "changed" and object_id:
+                if object_id in pending_ids:
+                    yield from self._last_known(pending)
+                    pending, pending_ids = [], set()
+                pending.append(row)
+                pending_ids.add(str(object_id))
+                if len(pending) == BATCH_LIMIT:
+                    yield from self._last_known(pending)
+                    pending, pending_ids = [], set()
+                continue
+            if pending and object_id in pending_ids:
+                yield from self._last_known(pending)
+                pending, pending_ids = [], set()
+            yield row
+        if pending:
+            yield from self._last_known(pending)
+
+    def _last_known(self, removals: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """`removals` with the properties the recycle bin still holds (one `$batch`)."""
+        selected = [name for name in self.select if name not in self._bin_refused]
+        select = ",".join(selected)
+        urls = [f"/directory/deletedItems/{row['id']}?$select={select}" for row in removals]
+        prepared = self.build_prepared_request(
+            method="POST",
+            url=f"{self.url_base}/$batch",
+            json={
+                "requests": [
+                    {"id": str(index), "method": "GET", "url": url}
+                    for index, url in enumerate(urls)
+                ]
+            },
+            headers={
+                **self.http_headers,
+                "Content-Type": "application/json",
+                "client-request-id": self.transport.request_id(),
+            },
+        )
+        answers: dict[str, dict[str, Any]] = {}
+        failure = ""
+        try:
+            body = graph_json(self.send(prepared, None), "/$batch")
+            for answer in body.get("responses") or []:
+                if isinstance(answer, dict):
+                    answers[str(answer.get("id"))] = answer
+        except GraphAPIError as exc:
+            failure = str(exc)
+        unread: list[str] = []
+        again: list[dict[str, Any]] = []
+        lowered = {name.lower(): name for name in selected}
+        refused: set[str] = set()
+        for index, row in enumerate(removals):
+            answer = answers.get(str(index), {})
+            status = answer.get("status")
+            found = answer.get("body")
+            if status in _RETRY_ALONE and not failure:
+                found, status = self._deleted_alone(urls[index])
+            if status == 200 and isinstance(found, dict):
+                known = {k: v for k, v in found.items() if not k.startswith("@")}
+                yield {**known, "id": row["id"], "@removed": row["@removed"]}
+                continue
+            error = found.get("error") if isinstance(found, dict) else None
+            message = str(error.get("message") or "") if isinstance(error, dict) else ""
+            names = {lowered.get(n.lower()) for n in refused_properties(message)} - {None, "id"}
+            if status == 400 and names:
+                # A property the recycle bin does not serve here: asked again without it.
+                refused |= {str(name) for name in names}
+                again.append(row)
+                continue
+            if status != 404:  # 404: purged meanwhile, only the id is left
+                unread.append(f"{row['id']} ({failure or f'HTTP {status}: {message}'})")
+            yield row
+        if again:
+            self._bin_refused |= refused
+            self.logger.warning(
+                "%s: Graph refused %s on /directory/deletedItems (HTTP 400); removed objects are "
+                "read again without it, their %s null",
+                self.name,
+                ", ".join(sorted(refused)),
+                "column stays" if len(refused) == 1 else "columns stay",
+            )
+            yield from self._last_known(again)
+        if unread:
+            self.logger.warning(
+                "%s: %d removed object(s) keep only their id, _sdc_deleted_at and "
+                "_removed_reason: Graph did not return their last-known properties from "
+                "/directory/deletedItems: %s",
+                self.name,
+                len(unread),
+                "; ".join(unread[:5]) + (" ..." if len(unread) > 5 else ""),
+            )
+
+    def _deleted_alone(self, url: str) -> tuple[Any, int | None]:
+        """One recycle bin read outside a batch, through the retry loop (Retry-After honoured)."""
+        prepared = self.build_prepared_request(
+            method="GET",
+            url=f"{self.url_base}{url}",
+            headers={**self.http_headers, "client-request-id": self.transport.request_id()},
+        )
+        try:
+            response = self.send(prepared, None)
+        except GraphAPIError as exc:
+            return {"error": {"message": str(exc)}}, None
+        return graph_json(response, "/directory/deletedItems"), 200
 
     def _usable_link(self, state: dict[str, Any]) -> str | None:
         """The stored deltaLink, or None (with the reason logged) when a full round is needed."""
@@ -406,9 +618,12 @@ class DeltaStream(GraphStream):
         removed = row.pop("@removed", None)
         properties = self.schema["properties"]
         if removed is not None:
-            # Graph sends only the id: the rest of a removed object is unknown, hence null.
+            # Graph's removal carries only the id; a soft-deleted object arrives here with its
+            # last-known properties from the recycle bin (`_last_known`), a permanently deleted
+            # one without: the rest is unknown, hence null.
             self._removed += 1
             record: Record = dict.fromkeys(properties)
+            record.update((k, v) for k, v in row.items() if k in properties)
             record["id"] = row["id"]
             record["_sdc_deleted_at"] = self._synced_at
             reason = removed.get("reason") if isinstance(removed, dict) else None

@@ -2,7 +2,9 @@
 
 Each stream is data only: its Graph path, key, schema and the application permissions that allow
 reading it. Paging, `$select`, `$top`, retries and errors come from `GraphStream`; users and
-groups are read incrementally through delta query (`DeltaStream`).
+groups are read incrementally through delta query (`DeltaStream`). organization, subscribed_skus
+and subscriptions are read whole every run and end with ACTIVATE_VERSION, so a target retires
+the row of a SKU or subscription that disappeared (`GraphStream.full_table_snapshot`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class OrganizationStream(GraphStream):
     path = "/organization"
     schema: ClassVar[dict] = schemas.ORGANIZATION
     columns = schemas.ORGANIZATION_COLUMNS
+    full_table_snapshot = True  # read whole: ends with ACTIVATE_VERSION
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False
 
@@ -37,6 +40,7 @@ class SubscribedSkusStream(NamedSkusStream):
     path = "/subscribedSkus"
     schema: ClassVar[dict] = schemas.SUBSCRIBED_SKU
     columns = schemas.SUBSCRIBED_SKU_COLUMNS
+    full_table_snapshot = True  # read whole: ends with ACTIVATE_VERSION
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False  # subscribedSkus supports only $select
 
@@ -48,6 +52,7 @@ class SubscriptionsStream(GraphStream):
     path = "/directory/subscriptions"
     schema: ClassVar[dict] = schemas.COMPANY_SUBSCRIPTION
     columns = schemas.COMPANY_SUBSCRIPTION_COLUMNS
+    full_table_snapshot = True  # read whole: ends with ACTIVATE_VERSION
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False
 

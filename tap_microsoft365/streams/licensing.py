@@ -356,10 +356,6 @@ class LicenseAssignmentsStream(GraphStream):
     required_permissions = ("User.Read.All", "Directory.Read.All")
     select_from_schema = False  # rows are built from USER_SELECT, not selected as they are
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._complete_tenants: set[str] = set()  # tenants read in full by this run
-
     @property
     @override
     def emit_activate_version_messages(self) -> bool:
@@ -417,24 +413,6 @@ class LicenseAssignmentsStream(GraphStream):
             users,
             problems,
             f"; ACTIVATE_VERSION {version} retires the rest" if version is not None else "",
-        )
-
-    @override
-    def all_tenants_read(self) -> None:
-        tenants = self.services.tenants
-        complete, self._complete_tenants = self._complete_tenants, set()
-        if not self.retires_vanished_rows:
-            return
-        if complete == {tenant.key for tenant in tenants} and tenants.complete:
-            write_activate_version(self, self.run_version)
-            return
-        # ACTIVATE_VERSION now would retire the rows of the tenants not read.
-        self.logger.warning(
-            "%s: %d of %d tenants read, so vanished assignments are not retired this run "
-            "(the next complete run retires them)",
-            self.name,
-            len(complete),
-            len(tenants),
         )
 
     def subscribed_skus(self) -> dict[str, SkuInfo]:

@@ -83,6 +83,8 @@ class UserSignInActivityStream(GraphStream):
     selected_by_default = False
     required_permissions = ("AuditLog.Read.All",)
     select_from_schema = False
+    # Read whole every run: ACTIVATE_VERSION at the end retires the rows of deleted users.
+    full_table_snapshot = True
     schema: ClassVar[dict] = th.PropertiesList(
         th.Property("id", th.StringType, required=True, description="The user's object id."),
         th.Property("user_principal_name", th.StringType),

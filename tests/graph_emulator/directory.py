@@ -401,9 +401,11 @@ class DirectoryService:
         if head == "directory" and rest[:1] == ["deletedItems"] and len(rest) == 2:
             kind = {"microsoft.graph.user": USERS, "microsoft.graph.group": GROUPS}.get(rest[1])
             if kind is None:
-                return _bad_request(
-                    f"Resource not found for the segment '{rest[1]}'.", request, "BadRequest"
-                )
+                if "." in rest[1]:
+                    return _bad_request(
+                        f"Resource not found for the segment '{rest[1]}'.", request, "BadRequest"
+                    )
+                return self._deleted_item(request, rest[1])
             return self._deleted_items(request, kind)
         if head in ("users", "groups"):
             coll = USERS if head == "users" else GROUPS
@@ -447,18 +449,27 @@ class DirectoryService:
                 return value
         return None
 
-    def parse_select(
-        self, request: EmulatorRequest, coll: Collection, *, delta: bool = False
+    def parse_select(  # noqa: PLR0911
+        self,
+        request: EmulatorRequest,
+        coll: Collection,
+        *,
+        delta: bool = False,
+        endpoint: str | None = None,
     ) -> tuple[list[str] | None, EmulatorResponse | None]:
         """The canonical $select list (None when absent), or an error response."""
         raw = self._option(request, "$select")
         if raw is None:
             return None, None
         names: list[str] = []
+        endpoint = endpoint or (f"{coll.name}/delta" if delta else coll.name)
         for item in raw.split(","):
             wanted = item.strip()
             if not wanted:
                 continue
+            refused = self._refused(request, endpoint, wanted, coll.type_name)
+            if refused is not None:
+                return None, refused
             name = coll.lookup.get(wanted.lower())
             if name is None or (name == "members" and not delta):
                 return None, _bad_request(
@@ -488,6 +499,30 @@ class DirectoryService:
             if name not in names:
                 names.append(name)
         return names, None
+
+    def _refused(
+        self, request: EmulatorRequest, endpoint: str, wanted: str, type_name: str
+    ) -> EmulatorResponse | None:
+        """Graph's 400 for a property this endpoint does not support (`Tenant.refuse_property`).
+
+        The two bodies Graph sends: on delta, "Invalid request for delta query: for this entity
+        set, $expand/$select is not supported for the following properties: birthday"
+        (https://github.com/microsoftgraph/microsoft-graph-docs/issues/14141, code BadRequest);
+        elsewhere "Could not find a property named 'X' on type 'microsoft.graph.user'."
+        (https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/7594).
+        """
+        if (endpoint, wanted.lower()) not in getattr(self.tenant, "refused_properties", ()):
+            return None
+        if endpoint.endswith("/delta"):
+            return _bad_request(
+                "Invalid request for delta query: for this entity set, $expand/$select is not "
+                f"supported for the following properties: {wanted}",
+                request,
+                "BadRequest",
+            )
+        return _bad_request(
+            f"Could not find a property named '{wanted}' on type '{type_name}'.", request
+        )
 
     def _not_implemented(self, request: EmulatorRequest) -> EmulatorResponse | None:
         for option in NOT_IMPLEMENTED_OPTIONS:
@@ -584,7 +619,7 @@ class DirectoryService:
 
     # ------------------------------------------------------------------ simple collections
 
-    def _singletons(
+    def _singletons(  # noqa: PLR0911
         self,
         request: EmulatorRequest,
         roles: frozenset[str],
@@ -608,15 +643,18 @@ class DirectoryService:
             known = {k.lower(): k for item in items for k in item}
             if raw is not None:
                 select = []
+                type_name = {
+                    "organization": "microsoft.graph.organization",
+                    "subscribedSkus": "microsoft.graph.subscribedSku",
+                }.get(path, "microsoft.graph.companySubscription")
                 for item in raw.split(","):
+                    refused = self._refused(request, path, item.strip(), type_name)
+                    if refused is not None:
+                        return refused
                     name = known.get(item.strip().lower())
                     if name is None and item.strip().lower() == "id":
                         name = "id"
                     if name is None:
-                        type_name = {
-                            "organization": "microsoft.graph.organization",
-                            "subscribedSkus": "microsoft.graph.subscribedSku",
-                        }.get(path, "microsoft.graph.companySubscription")
                         return _bad_request(
                             f"Could not find a property named '{item.strip()}' on type "
                             f"'{type_name}'.",
@@ -791,6 +829,40 @@ class DirectoryService:
             {
                 "@odata.context": self.context(f"directory/deletedItems/{coll.type_name}", select),
                 "value": values,
+            },
+            request,
+        )
+
+    def _deleted_item(self, request: EmulatorRequest, object_id: str) -> EmulatorResponse:
+        """`GET /directory/deletedItems/{object-id}` (directory-deleteditems-get.md): one
+        soft-deleted user or group, with its `@odata.type`; OData query options such as
+        `$select` apply. An id not in the recycle bin (never deleted, restored or purged) is
+        404 Request_ResourceNotFound."""
+        with self.tenant.lock:
+            found = [
+                (coll, store[object_id])
+                for coll, store in (
+                    (USERS, self.tenant.deleted_users),
+                    (GROUPS, self.tenant.deleted_groups),
+                )
+                if object_id in store
+            ]
+        if not found:
+            return _not_found(object_id, request)
+        coll, obj = found[0]
+        if not coll.roles & request.roles:
+            return _forbidden(request)
+        select, problem = self.parse_select(request, coll, endpoint="directory/deletedItems")
+        if problem is not None:
+            return problem
+        with self.tenant.lock:
+            body = self.project(obj, select or [*coll.default, "deletedDateTime"])
+        return json_response(
+            200,
+            {
+                "@odata.context": self.context("directory/deletedItems", select, "/$entity"),
+                "@odata.type": f"#{coll.type_name}",
+                **body,
             },
             request,
         )

@@ -605,6 +605,9 @@ class Tenant:
         self.seed = seed
         # Whether the tenant holds Microsoft Entra ID P1 or P2 (user signInActivity needs it).
         self.entra_premium = True
+        # (endpoint, property lower-cased) pairs Graph refuses in $select here, as delta endpoints,
+        # national clouds and older tenants do for some properties; see `refuse_property`.
+        self.refused_properties: set[tuple[str, str]] = set()
         self._today: dt.date = today or dt.datetime.now(dt.UTC).date()
         self._base_seconds = self._today.toordinal() * 86400 + 9 * 3600
         self._rng: random.Random = _FastRandom(f"tenant-{seed}")
@@ -635,6 +638,14 @@ class Tenant:
         self._plans_cache: dict[Any, tuple[list[Any], list[Any]]] = {}
         self._day_text: dict[int, str] = {}
         self._build_organization()
+
+    def refuse_property(self, endpoint: str, name: str) -> None:
+        """Make Graph refuse `$select=<name>` on `endpoint` (`users`, `users/delta`, `groups`,
+        `groups/delta`, `organization`, `subscribedSkus`, `directory/subscriptions`,
+        `directory/deletedItems`) with HTTP 400, as it does for properties an endpoint, cloud or
+        tenant does not support."""
+        with self.lock:
+            self.refused_properties.add((endpoint, name.lower()))
 
     @property
     def today(self) -> dt.date:

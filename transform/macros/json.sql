@@ -47,3 +47,8 @@
 {% macro free_skus() -%}
     ({%- for sku in var('free_sku_part_numbers') -%}'{{ sku }}'{{ ", " if not loop.last }}{%- endfor -%})
 {%- endmacro %}
+
+{#- The Microsoft 365 Copilot SKU ids (var copilot_sku_ids) as an SQL list. -#}
+{% macro copilot_skus() -%}
+    ({%- for sku in var('copilot_sku_ids') -%}'{{ sku | lower }}'{{ ", " if not loop.last }}{%- endfor -%})
+{%- endmacro %}

@@ -1,7 +1,8 @@
 -- How fresh the usage data is, per report the insight reads, and whether its user names can be
 -- joined to users (the tenant may conceal them: Microsoft 365 admin center > Settings > Org
 -- settings > Services > Reports). Reports lag Graph by 2 to 3 days: the latest report day is the
--- "as of" date every inactivity figure counts from.
+-- "as of" date every inactivity figure counts from. A report the run did not load (the Copilot
+-- report of a tenant without Copilot) has no latest day.
 with office as (
     select
         'office365_active_user_detail' as report,
@@ -27,6 +28,21 @@ teams_latest as (
     select count(*) as latest_day_rows, 0 as concealed_rows
     from {{ ref('stg_teams_user_activity') }}
     where report_date = (select latest_report_date from teams)
+),
+-- The Copilot usage report is a 7-day snapshot: its day is its Report Refresh Date.
+copilot as (
+    select
+        'microsoft365_copilot_usage_user_detail' as report,
+        max(report_date) as latest_report_date,
+        max(report_refresh_date) as report_refresh_date
+    from {{ ref('stg_copilot_usage') }}
+),
+copilot_latest as (
+    select
+        count(*) as latest_day_rows,
+        count(*) filter (where not is_named) as concealed_rows
+    from {{ ref('stg_copilot_usage') }}
+    where report_date = (select latest_report_date from copilot)
 )
 select
     office.report,
@@ -46,3 +62,13 @@ select
     false as names_concealed,
     {{ days_between('teams.latest_report_date', 'current_date') }} as days_behind
 from teams cross join teams_latest
+union all
+select
+    copilot.report,
+    copilot.latest_report_date,
+    copilot.report_refresh_date,
+    copilot_latest.latest_day_rows,
+    copilot_latest.latest_day_rows > 0
+        and copilot_latest.concealed_rows = copilot_latest.latest_day_rows as names_concealed,
+    {{ days_between('copilot.latest_report_date', 'current_date') }} as days_behind
+from copilot cross join copilot_latest

@@ -1,5 +1,6 @@
 -- Per SKU: units bought by state, assigned, available, and how many of the assigned seats are
--- held by users active within var('inactive_days').
+-- in use: held by enabled users active within var('inactive_days') (a Copilot seat: by users
+-- who used Copilot within those days; seat_activity.in_use).
 --   purchased_units: active units (Graph's prepaidUnits.enabled);
 --   warning_units: units past their end date, still usable during the grace period;
 --   suspended_units / locked_out_units: cancelled units, no longer usable;
@@ -12,9 +13,7 @@
 with seats as (
     select
         sku_id,
-        count(*) filter (
-            where account_enabled and days_inactive <= {{ var('inactive_days') }}
-        ) as active_seats
+        count(*) filter (where in_use) as active_seats
     from {{ ref('seat_activity') }}
     group by sku_id
 )
