@@ -248,7 +248,8 @@ def activations(result: SyncResult, stream: str) -> list[int]:
     ]
 
 
-RETIRING = ("users", "groups", "license_assignments")
+RETIRING = ("organization", "subscribed_skus", "users", "groups", "license_assignments")
+FULL_TABLE = ("organization", "subscribed_skus", "license_assignments")
 
 
 def test_rows_are_retired_only_when_every_tenant_was_read_in_full(runs: Runs) -> None:
@@ -259,8 +260,9 @@ def test_rows_are_retired_only_when_every_tenant_was_read_in_full(runs: Runs) ->
         assert activations(runs.first, stream) == [], stream
     for stream in ("users", "groups"):
         assert activations(runs.second, stream) == [], stream
-    # license_assignments reads every tenant in full on every run: with all three read, retired.
-    assert len(activations(runs.second, "license_assignments")) == 1
+    # Full-table streams read every tenant in full on every run: with all three read, retired.
+    for stream in FULL_TABLE:
+        assert len(activations(runs.second, stream)) == 1, stream
     assert "full rounds for 2 of 3 tenants only" in runs.first.stderr
     assert (
         "license_assignments: 2 of 3 tenants read, so vanished rows are not retired"
