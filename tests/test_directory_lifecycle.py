@@ -343,6 +343,7 @@ def test_a_removed_user_keeps_its_last_known_name_and_licenses(
     assert gone["_removed_reason"] == "deleted"
     assert gone["user_principal_name"] is None
     assert {k for k, v in gone.items() if v is not None} == {
+        "tenant_id",
         "id",
         "_sdc_deleted_at",
         "_removed_reason",
