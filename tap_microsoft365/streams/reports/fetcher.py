@@ -16,10 +16,15 @@ One report's work:
 2. For reports that take `date=`: one call per day, from the day after the bookmark (or
    `start_date`) through that refresh date, never older than the 28 days Graph keeps (the oldest
    one is skipped: it may age out while the run is underway). A day after the refresh date is not
-   asked for: it is fetched by a later run. A header-only file for a processed day is a day
-   without rows, delivered as such.
+   asked for: it is fetched by a later run. A file that is the report's header alone is a day
+   without rows, delivered as such; a file that only looks empty (0 bytes, a lone BOM, an HTML
+   page, a blank line after the header, a first row without a YYYY-MM-DD Report Refresh Date)
+   fails the day, which the stream then does not bookmark (`BadReportFileError`).
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
+
+A bookmark after Graph's refresh date cannot come from a run of this tap: it is ignored with a
+warning (the days are fetched as if there were none), never waited for.
 
 Each call answers `302 Found` with a short-lived pre-authenticated URL on another host (some,
 such as the Copilot reports, answer 200 with the file). The URL is followed by hand on a

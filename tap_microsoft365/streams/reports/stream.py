@@ -3,7 +3,9 @@
 Records come from the files `ReportFetcher` (fetcher.py) fetched and spooled, one file per report
 day (or one snapshot), delivered in ascending day order. Cells become typed values by the
 column's type (definitions.py); the bookmark (`report_date`) moves only when a whole day has been
-emitted, so it never passes a day that was not delivered.
+emitted, so it never passes a day that was not delivered. A file that cannot be read to its end
+(not UTF-8, malformed CSV) stops the stream before its day is bookmarked. Columns the tap does not
+know go to each record's `extra_columns`, decided once per file (`ColumnPlan`).
 """
 
 from __future__ import annotations
