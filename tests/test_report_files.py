@@ -63,6 +63,10 @@ LOOKALIKES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "only the BOM": (bom_only, "holds only a byte order mark"),
     "blank line after the header": (blank_line_after_header, "blank line after its header"),
     "one-line HTML page": (html_page, "(an HTML page)"),
+    "another report's header": (
+        lambda _: b"Report Refresh Date,User Principal Name,Display Name,Windows,Mac\r\n",
+        "has only 3 of the report's 13 documented columns",
+    ),
     "empty Report Refresh Date": (refresh_dates(""), "without a Report Refresh Date"),
     "unparsable Report Refresh Date": (refresh_dates("n/a"), "'n/a' is not a YYYY-MM-DD date"),
     "impossible Report Refresh Date": (

@@ -842,10 +842,11 @@ class ReportFetcher:
     def _first_refresh_date(job: Job, head: bytes, *, whole: bool) -> date | None:
         """The Report Refresh Date of the first data row, or None for a header-only file.
 
-        A file only counts as header-only when its one line is the report's header: an empty
-        body, a lone byte order mark, an HTML page, a blank line after the header, or a first
-        row without a YYYY-MM-DD Report Refresh Date are not "a day without rows"
-        (`BadReportFileError`).
+        A file only counts as header-only when its one line is the report's header (Report
+        Refresh Date, the key columns and at least half the documented ones: Microsoft adds,
+        renames and drops a few): an empty body, a lone byte order mark, an HTML page, another
+        report's header, a blank line after the header, or a first row without a YYYY-MM-DD
+        Report Refresh Date are not "a day without rows" (`BadReportFileError`).
         """
         if not head:
             raise BadReportFileError("is empty (0 bytes)", PASSING)
@@ -864,6 +865,14 @@ class ReportFetcher:
             page = " (an HTML page)" if shown.lstrip().startswith("<") else ""
             raise BadReportFileError(
                 f"does not start with the report's header{page}: it starts {shown!r}",
+                PASSING,
+            )
+        documented = {snake_case(column) for column in job.definition.columns}
+        known = documented.intersection(names)
+        if len(known) * 2 < len(documented):  # another report's file, not drift in this one's
+            raise BadReportFileError(
+                f"has only {len(known)} of the report's {len(documented)} documented columns, "
+                "so it is not this report's file",
                 PASSING,
             )
         first = next(rows, None)
