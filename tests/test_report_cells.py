@@ -38,13 +38,20 @@ def test_column_plan_sorts_known_renamed_unknown_and_repeated_columns() -> None:
         "Member Count",
         "Copilot Actions (Web)",
         "",
+        " ",  # a second column without a name is no repeat of the first
     ]
     plan = ColumnPlan(groups, header)
     assert plan.repeated == ["Member Count"]
-    assert plan.unknown == ["Copilot Actions (Web)", ""]
+    width = len(groups.columns)
+    assert plan.unknown == [
+        "Copilot Actions (Web)",
+        f"(unnamed column {width + 3})",
+        f"(unnamed column {width + 4})",
+    ]
     assert plan.extra_cells == [
         (len(groups.columns) + 1, "copilot_actions_web"),
         (len(groups.columns) + 2, f"column_{len(groups.columns) + 3}"),
+        (len(groups.columns) + 3, f"column_{len(groups.columns) + 4}"),
     ]
     assert plan.missing == []
     assert "guest_count" in {name for _, name, _ in plan.typed_cells}

@@ -155,9 +155,10 @@ class ColumnPlan:
         served: set[str] = set()
         for index, column in enumerate(header):
             name = snake_case(column)
-            name = aliases.get(name, name)
+            name = aliases.get(name, name) or f"column_{index + 1}"  # a column without a name
+            shown = column.strip() or f"(unnamed column {index + 1})"
             if name in served:
-                self.repeated.append(column.strip())
+                self.repeated.append(shown)
             elif name in types:
                 served.add(name)
                 if types[name] is ColumnType.STRING:
@@ -166,8 +167,8 @@ class ColumnPlan:
                     self.typed_cells.append((index, name, CONVERTERS[types[name]]))
             elif name != "report_date":
                 served.add(name)
-                self.unknown.append(column.strip())
-                self.extra_cells.append((index, name or f"column_{index + 1}"))
+                self.unknown.append(shown)
+                self.extra_cells.append((index, name))
         self.missing = [column for column in definition.columns if snake_case(column) not in served]
         self.absent = {name: None for name in types if name not in served}
         if not self.extra_cells:
