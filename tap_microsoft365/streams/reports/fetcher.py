@@ -23,7 +23,7 @@ One report's work:
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
 
-A bookmark after Graph's refresh date cannot come from a run of this tap: it is ignored with a
+A bookmark after Graph's refresh date (`2099-01-01` in a state edited by hand) is ignored with a
 warning (the days are fetched as if there were none), never waited for.
 
 Each call answers `302 Found` with a short-lived pre-authenticated URL on another host (some,
@@ -570,8 +570,8 @@ class ReportFetcher:
             self._deliver(job, Delivery(outcome.refresh, outcome.path, size=outcome.size))
 
     def _ignore_bookmark(self, job: Job, refresh: date) -> None:
-        """A bookmark after the last day Graph has processed cannot come from a run of this tap
-        (a state edited by hand, or restored from elsewhere): waiting for Graph to pass it would
+        """A bookmark after the last day Graph has processed (a state edited by hand or restored
+        from elsewhere, or Graph's processing went back): waiting for Graph to pass it could
         stall the stream (2099-01-01 for ever), so it is ignored, with a warning."""
         assert job.bookmark is not None  # noqa: S101 - checked by the callers
         if job.definition.is_daily:
@@ -585,9 +585,10 @@ class ReportFetcher:
             fallback = "fetching the snapshot again"
         self.logger.warning(
             "%s: the bookmark in the state (report_date %s) is after the last day Graph has "
-            "processed (%s), which no run of this tap can have written (a state edited by hand "
-            "or from another tenant?): it is ignored, %s; rows are upserted by their key, none "
-            "duplicated, and the bookmark is replaced by the days delivered",
+            "processed (%s): a state edited by hand or from another tenant, or Graph's "
+            "processing went back; waiting for Graph to pass it could stall the stream for "
+            "good, so it is ignored, %s; rows are upserted by their key, none duplicated, and "
+            "the bookmark is replaced by the days delivered",
             job.name,
             job.bookmark.isoformat(),
             refresh.isoformat(),
