@@ -319,3 +319,31 @@ def test_unknown_columns_reach_the_target_and_known_renames_keep_their_property(
     ]
     assert len(gone) == 1, gone
     assert all(column in gone[0] for column in newer)
+
+
+def test_cells_beyond_the_header_are_kept_in_extra_columns(emu: GraphEmulator) -> None:
+    day = days_of(emu)[-1]
+
+    def surplus(body: bytes) -> bytes:
+        lines = body.split(b"\r\n")
+        lines[2] += b",surplus"  # the second row: one cell more than the header
+        return b"\r\n".join(lines)
+
+    fault = FileFault(rf"^{EMAIL}\(date={day.isoformat()}\)$", surplus, times=1)
+    emu.reports.file_faults.append(fault)
+    try:
+        result = sync(emu, {EMAIL_STREAM}, start_date=day.isoformat())
+    finally:
+        emu.reports.file_faults.remove(fault)
+    assert result.exit_code == 0, result.stderr[-2000:]
+    header, rows = served(emu, EMAIL, f"date={day.isoformat()}")
+    records = result.records(EMAIL_STREAM)
+    assert len(records) == len(rows)
+    upn = rows[1][header.index("User Principal Name")]
+    extra = {r["user_principal_name"]: r["extra_columns"] for r in records}
+    assert extra.pop(upn) == {f"column_{len(header) + 1}": "surplus"}
+    assert set(extra.values()) == {None}
+    lines = [line for line in result.stderr.splitlines() if "more cells than its header" in line]
+    assert len(lines) == 1
+    assert " WARNING " in lines[0]
+    assert bookmarks(result.last_state)[EMAIL_STREAM] == day.isoformat()

@@ -377,14 +377,8 @@ class ReportStream(GraphStream):
 
     def _record(self, plan: ColumnPlan, row: list[str], report_date: str) -> dict[str, Any] | None:
         record: dict[str, Any] = {"report_date": report_date, **plan.absent}
-        if len(row) < plan.width:
-            self._once(
-                "short",
-                "%s: a row of %s has fewer cells than its header; the missing cells are null",
-                self.name,
-                self.definition.function,
-            )
-            row = row + [""] * (plan.width - len(row))
+        if len(row) != plan.width:
+            row = self._fit(plan, row, record)
         for index, name in plan.text_cells:
             record[name] = row[index].strip() or None
         for index, name, convert in plan.typed_cells:
@@ -398,7 +392,9 @@ class ReportStream(GraphStream):
                 record[name] = None
                 self._bad_cell(name)
         if plan.extra_cells:  # columns this tap does not know (issue 12): decided per file
-            record[EXTRA_COLUMNS] = {name: row[i].strip() or None for i, name in plan.extra_cells}
+            extra = {name: row[i].strip() or None for i, name in plan.extra_cells}
+            beyond = record.get(EXTRA_COLUMNS)  # cells beyond the header (`_fit`), rare
+            record[EXTRA_COLUMNS] = {**extra, **beyond} if beyond else extra
         for name in plan.key:
             if record[name] is None:
                 self._once(
@@ -409,6 +405,30 @@ class ReportStream(GraphStream):
                 )
                 return None
         return record
+
+    def _fit(self, plan: ColumnPlan, row: list[str], record: dict[str, Any]) -> list[str]:
+        """A row with fewer cells than its header, padded; one with more, cut to the header's
+        width, the cells beyond it kept in `extra_columns` (as column_<n>)."""
+        if len(row) < plan.width:
+            self._once(
+                "short",
+                "%s: a row of %s has fewer cells than its header; the missing cells are null",
+                self.name,
+                self.definition.function,
+            )
+            return row + [""] * (plan.width - len(row))
+        self._once(
+            "long",
+            "%s: a row of %s has more cells than its header; the cells beyond it are in "
+            "extra_columns as column_<n>",
+            self.name,
+            self.definition.function,
+        )
+        record[EXTRA_COLUMNS] = {
+            f"column_{index + 1}": row[index].strip() or None
+            for index in range(plan.width, len(row))
+        }
+        return row[: plan.width]
 
     def _bad_cell(self, name: str) -> None:
         self._once(
