@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     headers = {"Authorization": f"Bearer {token}"}
     write = sys.stdout.write
     if argv[1] == "users":
-        select = ",".join(name for name in schemas.USER["properties"] if not name.startswith("_"))
+        select = ",".join(schemas.USER_COLUMNS.graph_names(list(schemas.USER["properties"])))
         url: str | None = f"{graph}/users?$select={select}&$top=999"
         while url:
             page = session.get(url, headers=headers, timeout=300).json()

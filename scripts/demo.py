@@ -5,14 +5,20 @@ Sandbox (default), no credentials needed:
 1. start the Graph emulator as its own process (`python -m tests.graph_emulator`) with a fake
    tenant: 300 users, 20 groups, real SKUs, group-based licensing, disabled and inactive users,
    28 days of usage reports; it writes a tap config and the CA certificate it serves with;
-2. `meltano --environment=sandbox run --full-refresh tap-microsoft365 target-duckdb`, with the
-   tap's settings passed as TAP_MICROSOFT365_* variables and REQUESTS_CA_BUNDLE trusting the
-   emulator's CA (your .env is not read, so real credentials never meet the sandbox);
-3. print what landed in output/sandbox.duckdb (scripts/glimpse.py), then stop the emulator.
+2. `meltano --environment=sandbox run --full-refresh tap-microsoft365 target-duckdb
+   dbt-duckdb:build`, with the tap's settings passed as TAP_MICROSOFT365_* variables and
+   REQUESTS_CA_BUNDLE trusting the emulator's CA (your .env is not read, so real credentials
+   never meet the sandbox); dbt builds the license insight (transform/) and runs its tests;
+3. stop the emulator, print what landed in output/sandbox.duckdb and the wasted seats from the
+   marts (scripts/glimpse.py), and write output/license-report.html (scripts/report.py).
+
+`--serve`: start the emulator alone and print the variables that point Meltano at it, to run
+`meltano --environment=sandbox run ...` by hand in another shell; Ctrl-C stops it.
 
 `--tenant`: the same run on your tenant (`--environment=prod`, output/microsoft365.duckdb), with
 credentials from .env, the environment, or .secrets/config.json (its keys become
-TAP_MICROSOFT365_* variables). State is kept, so the next run is incremental.
+TAP_MICROSOFT365_* variables). State is kept, so the next run is incremental. A first run that
+fails leaves no database file behind.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,7 +38,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 MELTANO = VENV_BIN / "meltano"
-DUCKDB_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 OUTPUT = ROOT / "output"
 SECRETS = ROOT / ".secrets" / "config.json"
 # The emulator's clock runs 200x faster, so Graph's 10-minute report pacing window lasts 3 s
@@ -129,9 +135,19 @@ def run_meltano(args: list[str], env: dict[str, str], log: Path) -> None:
 
 
 def glimpse(database: Path) -> None:
-    """Print what landed (scripts/glimpse.py under target-duckdb's own interpreter)."""
-    subprocess.run(  # noqa: S603 - the plugin's interpreter, our script
-        [str(DUCKDB_PYTHON), str(ROOT / "scripts" / "glimpse.py"), str(database)],
+    """Print what landed and the marts (scripts/glimpse.py; the venv's duckdb reads the file),
+    then write the HTML report next to the database (scripts/report.py)."""
+    subprocess.run(  # noqa: S603 - our interpreter, our script
+        [sys.executable, str(ROOT / "scripts" / "glimpse.py"), str(database)],
+        check=True,
+    )
+    subprocess.run(  # noqa: S603 - our interpreter, our script
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "report.py"),
+            str(database),
+            f"--out={database.parent / 'license-report.html'}",
+        ],
         check=True,
     )
 
@@ -151,6 +167,7 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
                 **settings_env(config),
                 "REQUESTS_CA_BUNDLE": ca_bundle,
                 "TARGET_DUCKDB_PATH": str(database),
+                "DBT_DUCKDB_PATH": str(database),
             }
             run_meltano(
                 [
@@ -160,6 +177,7 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
                     "--full-refresh",
                     "tap-microsoft365",
                     "target-duckdb",
+                    "dbt-duckdb:build",
                 ],
                 env,
                 database.with_suffix(".log"),
@@ -174,24 +192,59 @@ def sandbox(users: int, groups: int, seed: int, database: Path) -> None:
     )
 
 
+def serve(users: int, groups: int, seed: int) -> None:
+    """Start the emulator, print the environment for Meltano, wait for Ctrl-C."""
+    with tempfile.TemporaryDirectory(prefix="tap-m365-sandbox-") as tmp:
+        process, config = start_emulator(Path(tmp) / "config.json", users, groups, seed)
+        try:
+            ca_bundle = config.pop("ca_bundle")
+            config.pop("emulator", None)
+            variables = {**settings_env(config), "REQUESTS_CA_BUNDLE": ca_bundle}
+            print("\n# Paste into another shell (in this folder), then run Meltano, e.g.:")
+            print("#   .venv/bin/meltano --environment=sandbox run tap-microsoft365 \\")
+            print("#       target-duckdb dbt-duckdb:run")
+            for name, value in variables.items():
+                print(f"export {name}={shlex.quote(value)}")
+            print("\n# The emulator runs until Ctrl-C.", flush=True)
+            process.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop(process)
+            print("demo: graph emulator stopped", flush=True)
+
+
 def tenant() -> None:
     """The same pipeline on a real tenant, incremental from the stored state."""
     env = clean_env()
     if SECRETS.exists():
         env.update(settings_env(json.loads(SECRETS.read_text())))
         print(f"demo: settings from {SECRETS.relative_to(ROOT)}", flush=True)
-    run_meltano(
-        ["--environment=prod", "run", "tap-microsoft365", "target-duckdb"],
-        env,
-        OUTPUT / "tenant-run.log",
-    )
-    glimpse(OUTPUT / "microsoft365.duckdb")
+    database = OUTPUT / "microsoft365.duckdb"
+    existed = database.exists()
+    try:
+        run_meltano(
+            ["--environment=prod", "run", "tap-microsoft365", "target-duckdb", "dbt-duckdb:build"],
+            env,
+            OUTPUT / "tenant-run.log",
+        )
+    except SystemExit:
+        if not existed:
+            # A first run that failed (credentials, permissions) may leave an empty database
+            # file: remove it, so the next run does not look as if data had landed.
+            for leftover in (database, database.with_name(database.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
+    glimpse(database)
 
 
 def main() -> int:
     """Parse the arguments and run the sandbox or the tenant pipeline."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tenant", action="store_true", help="your tenant instead of the sandbox")
+    parser.add_argument(
+        "--serve", action="store_true", help="start the emulator and print Meltano's variables"
+    )
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
@@ -205,6 +258,8 @@ def main() -> int:
     OUTPUT.mkdir(exist_ok=True)
     if args.tenant:
         tenant()
+    elif args.serve:
+        serve(args.users, args.groups, args.seed)
     else:
         args.database.parent.mkdir(parents=True, exist_ok=True)
         sandbox(args.users, args.groups, args.seed, args.database.resolve())

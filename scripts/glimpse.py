@@ -1,14 +1,11 @@
-"""Print what a run landed in DuckDB: rows per table, seats, and licensed users who do nothing.
+"""Print what a run landed in DuckDB: rows per table, then the license insight's marts.
 
-    python scripts/glimpse.py output/sandbox.duckdb [--schema tap_microsoft365]
+    .venv/bin/python scripts/glimpse.py output/sandbox.duckdb [--schema tap_microsoft365]
 
-Run it with the interpreter of Meltano's target-duckdb plugin (it has the same duckdb library
-that wrote the file): `.meltano/loaders/target-duckdb/venv/bin/python`. `make demo` does.
-
-Each part uses only the tables that are there: rows per table always; seats bought and assigned
-with `subscribed_skus`; licensed accounts that cannot sign in with `users`; and, once the usage
-reports are loaded (`office365_active_user_detail`), licensed users with no activity in any
-Microsoft 365 service for 30 days, and the seats they hold.
+The project venv's duckdb is the version target-duckdb and dbt-duckdb use (pyproject.toml's
+`demo` group), so it reads the file they wrote. The marts are the dbt project's (transform/,
+schema `license_insight`): seats per product, wasted seats and what they cost (with prices in
+transform/seeds/), inactive users, group license errors and how fresh the reports are.
 """
 
 from __future__ import annotations
@@ -19,8 +16,7 @@ from typing import Any
 
 import duckdb
 
-INACTIVE_DAYS = 30
-WORKLOADS = ("exchange", "onedrive", "sharepoint", "skype_for_business", "yammer", "teams")
+SHOWN = 8  # rows of a list printed before "...and N more"
 
 
 class Warehouse:
@@ -79,170 +75,167 @@ def table_counts(warehouse: Warehouse) -> None:
     print_table(("table", "rows", ""), rows)
 
 
-def product_name(warehouse: Warehouse) -> str:
-    """The product's display name where the tap added it (product names file), else its part
-    number."""
-    if "productdisplayname" in warehouse.columns("subscribed_skus"):
-        return "coalesce(productdisplayname, skupartnumber)"
-    return "skupartnumber"
+def cut(rows: list[tuple[Any, ...]], total: int) -> None:
+    """Say how many rows a cut list left out."""
+    if total > len(rows):
+        print(f"  ...and {total - len(rows)} more")
 
 
-def seats(warehouse: Warehouse) -> None:
-    """Seats bought (enabled prepaid units) against seats assigned, per product."""
-    rows = warehouse.rows(
+def seats(marts: Warehouse) -> None:
+    """Seats bought against seats assigned and used, per product."""
+    rows = marts.rows(
         """
-        select {product}, capabilitystatus, active, lapsed, consumedunits,
-               active - consumedunits
-        from (
-            select *,
-                   cast(prepaidunits ->> '$.enabled' as bigint) as active,
-                   coalesce(cast(prepaidunits ->> '$.warning' as bigint), 0)
-                   + coalesce(cast(prepaidunits ->> '$.suspended' as bigint), 0)
-                   + coalesce(cast(prepaidunits ->> '$.lockedOut' as bigint), 0) as lapsed
-            from {s}.subscribed_skus
-            where appliesto = 'User'
-        )
-        order by consumedunits desc, skupartnumber
-        """,
-        product=product_name(warehouse),
+        select product_name, capability_status, purchased_units, warning_units,
+               suspended_units + locked_out_units, assigned_units, active_seats,
+               available_units, over_assigned_units
+        from {s}.seats_by_sku where applies_to = 'User'
+        order by assigned_units desc, product_name
+        """
     )
-    print("\nSeats per product (subscribed_skus; lapsed = in warning, suspended or locked out):")
-    print_table(("product", "status", "active", "lapsed", "assigned", "unassigned"), rows)
-
-
-# The statements below are this module's own; `{s}` (the schema), `{last_active}` (an
-# expression over the report's date columns) and `{where}` are filled in by `Warehouse.rows`
-# with names read from the database's catalog. Values travel as query parameters.
-LICENSED = """
-with licensed as (
-    select u.id, u.displayname, u.userprincipalname, u.department, u.accountenabled,
-           from_json(u.assignedlicenses, '[{{"skuId": "VARCHAR"}}]') as licenses
-    from {s}.users u
-    where u._sdc_deleted_at is null and json_array_length(u.assignedlicenses) > 0
-)
-select count(*) filter (where not accountenabled), count(*) from licensed
-"""
-REPORT = "office365_active_user_detail"
-AS_OF = "select max(try_cast(report_refresh_date as date)) from {s}.office365_active_user_detail"
-# Licensed users joined with their latest row of the active-user report; `{then}` is one of
-# the final selects below.
-INACTIVE = """
-with licensed as (
-    select u.id, u.displayname, u.userprincipalname, u.department, u.accountenabled,
-           from_json(u.assignedlicenses, '[{{"skuId": "VARCHAR"}}]') as licenses
-    from {s}.users u
-    where u._sdc_deleted_at is null and json_array_length(u.assignedlicenses) > 0
-),
-latest as (
-    select r.user_principal_name, {last_active} as last_active
-    from {s}.office365_active_user_detail r
-    where try_cast(r.report_date as date) = (
-        select max(try_cast(report_date as date)) from {s}.office365_active_user_detail)
-),
-joined as (
-    select l.*, latest.last_active, latest.user_principal_name is not null as reported
-    from licensed l left join latest
-      on lower(latest.user_principal_name) = lower(l.userprincipalname)
-),
-inactive as (
-    select * from joined
-    where reported and (last_active is null or last_active < $as_of - to_days($days))
-)
-{then}
-"""
-COUNTS = (
-    "select count(*), count(*) filter (where reported), (select count(*) from inactive) from joined"
-)
-EXAMPLES = (
-    "select displayname, userprincipalname, department, "
-    "coalesce(cast(last_active as varchar), 'never') from inactive "
-    "order by last_active nulls first, userprincipalname limit 8"
-)
-SEATS = (
-    "select {product}, count(*) from inactive i, unnest(i.licenses) as l(license) "
-    'join {s}.subscribed_skus s on s.skuid = l.license."skuId" group by 1 order by 2 desc, 1'
-)
-
-
-def blocked_but_licensed(warehouse: Warehouse) -> None:
-    """Accounts that cannot sign in yet hold paid licenses."""
-    (blocked, licensed), *_ = warehouse.rows(LICENSED)
-    print(f"\nLicensed users: {licensed}; sign-in blocked among them: {blocked}")
-
-
-def inactive_licensed_users(warehouse: Warehouse) -> None:
-    """Licensed users with no activity in any workload for 30 days, from the active-user report."""
-    columns = warehouse.columns(REPORT)
-    dates = [f"{w}_last_activity_date" for w in WORKLOADS if f"{w}_last_activity_date" in columns]
-    last_active = f"greatest({', '.join(f'try_cast(r.{d} as date)' for d in dates)})"
-    (as_of,), *_ = warehouse.rows(AS_OF)
-    if as_of is None:
-        print(f"\n{REPORT} is empty: no activity to compare with yet")
-        return
-    params = {"as_of": as_of, "days": INACTIVE_DAYS}
-    (licensed, reported, inactive), *_ = warehouse.rows(
-        INACTIVE, params, last_active=last_active, then=COUNTS
+    print("\nSeats per product (seats_by_sku):")
+    print_table(
+        (
+            "product",
+            "status",
+            "purchased",
+            "warning",
+            "cancelled",
+            "assigned",
+            "active",
+            "available",
+            "over-assigned",
+        ),
+        rows,
     )
-    print(
-        f"\nLicensed users with no activity in {INACTIVE_DAYS} days ({REPORT}, as of {as_of}): "
-        f"{inactive} of {licensed}"
-    )
-    if reported == 0:
+    if any(row[-1] for row in rows):
         print(
-            "  no licensed user matches a report row: the reports conceal user names (Microsoft"
-            " 365 admin center > Settings > Org settings > Services > Reports), so the two"
-            " cannot be joined"
+            "  over-assigned: licenses still on users while their subscription is suspended or"
+            " expired; those users are losing the service (renew, or remove the licenses)"
         )
+
+
+def wasted(marts: Warehouse) -> None:
+    """Wasted seats per paid product, and their cost when prices are given."""
+    rows = marts.rows(
+        """
+        select product_name, purchased_units, unassigned_seats, disabled_account_seats,
+               inactive_user_seats, wasted_seats, cast(wasted_percent as varchar) || '%',
+               case when wasted_monthly_cost is not null
+                    then cast(wasted_monthly_cost as varchar) || ' ' || currency end,
+               inactive_days
+        from {s}.wasted_seats_by_sku
+        order by wasted_monthly_cost desc nulls last, wasted_seats desc, product_name
+        """
+    )
+    if not rows:
+        print("\nWasted seats: no paid user products")
         return
-    examples = warehouse.rows(INACTIVE, params, last_active=last_active, then=EXAMPLES)
-    print_table(("user", "user principal name", "department", "last active"), examples)
-    if warehouse.has("subscribed_skus"):
-        seats = SEATS.format(s=f'"{warehouse.schema}"', product=product_name(warehouse))
-        held = warehouse.rows(INACTIVE, params, last_active=last_active, then=seats)
-        print("  seats they hold: " + ", ".join(f"{sku} {n}" for sku, n in held))
+    days = rows[0][-1]
+    total = sum(row[5] for row in rows)
+    print(
+        f"\nWasted seats (wasted_seats_by_sku): {total}: unassigned, held by disabled accounts,"
+        f" or by users inactive in every workload for over {days} days"
+    )
+    print_table(
+        (
+            "product",
+            "purchased",
+            "unassigned",
+            "disabled",
+            "inactive",
+            "wasted",
+            "of purchased",
+            "per month",
+        ),
+        [row[:-1] for row in rows],
+    )
+    money = marts.rows(
+        "select currency, sum(wasted_monthly_cost) from {s}.wasted_seats_by_sku"
+        " where wasted_monthly_cost is not null group by currency order by currency"
+    )
+    if money:
+        print("  wasted per month: " + ", ".join(f"{cost} {cur}" for cur, cost in money))
+        if marts.rows("select count(*) from {s}.sku_prices")[0][0] == 0:
+            print(
+                "  (priced with transform/seeds/sku_prices_example.csv: MADE-UP prices; put"
+                " yours in transform/seeds/sku_prices.csv)"
+            )
+    else:
+        print("  no prices: fill in transform/seeds/sku_prices.csv to see what they cost")
 
 
-ASSIGNMENT_ERRORS = """
-select error, count(*), count(distinct user_id)
-from {s}.license_assignments
-where _sdc_deleted_at is null and coalesce(error, 'None') <> 'None'
-group by error order by 2 desc, error
-"""
-
-
-def assignment_errors(warehouse: Warehouse) -> None:
-    """License assignments that failed (group-based licensing runs out of seats, conflicts)."""
-    rows = warehouse.rows(ASSIGNMENT_ERRORS)
-    total = sum(n for _, n, _ in rows)
-    print(f"\nLicense assignments in error (license_assignments): {total}")
+def inactive(marts: Warehouse) -> None:
+    """Users holding seats with no activity in any workload for the threshold's days."""
+    (total,), *_ = marts.rows("select count(*) from {s}.inactive_users")
+    rows = marts.rows(
+        """
+        select display_name, user_principal_name, department,
+               coalesce(cast(last_activity_date as varchar), 'never'), days_inactive, products
+        from {s}.inactive_users
+        order by days_inactive desc, user_principal_name limit {shown}
+        """,
+        shown=str(SHOWN),
+    )
+    print(f"\nInactive users holding seats (inactive_users): {total}")
     if rows:
-        print_table(("error", "assignments", "users"), rows)
+        print_table(
+            ("user", "user principal name", "department", "last active", "days", "products"),
+            rows,
+        )
+        cut(rows, total)
+
+
+def group_errors(marts: Warehouse) -> None:
+    """Group-based license assignments that failed."""
+    (total,), *_ = marts.rows("select count(*) from {s}.group_license_errors")
+    rows = marts.rows(
+        """
+        select group_display_name, product_name, error, user_principal_name
+        from {s}.group_license_errors
+        order by group_display_name, user_principal_name limit {shown}
+        """,
+        shown=str(SHOWN),
+    )
+    print(f"\nGroup license errors (group_license_errors): {total}")
+    if rows:
+        print_table(("group", "product", "error", "user"), rows)
+        cut(rows, total)
+
+
+def freshness(marts: Warehouse) -> None:
+    """How old the usage data is."""
+    rows = marts.rows(
+        "select report, latest_report_date, days_behind, names_concealed"
+        " from {s}.report_freshness order by report"
+    )
+    print("\nUsage reports (report_freshness; Microsoft's reports lag 2 to 3 days):")
+    print_table(("report", "latest day", "days behind", "names concealed"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the glimpse of one DuckDB file."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("database")
-    parser.add_argument("--schema", default="tap_microsoft365")
+    parser.add_argument("--schema", default="tap_microsoft365", help="the tap's tables")
+    parser.add_argument("--marts", default="license_insight", help="the dbt models")
     args = parser.parse_args(argv)
     warehouse = Warehouse(args.database, args.schema)
     if not warehouse.tables:
         print(f"{args.database}: nothing loaded in schema {args.schema}")
         return 1
     table_counts(warehouse)
-    if warehouse.has("subscribed_skus"):
-        seats(warehouse)
-    if warehouse.has("users"):
-        blocked_but_licensed(warehouse)
-    if warehouse.has("license_assignments"):
-        assignment_errors(warehouse)
-    if warehouse.has("users", "office365_active_user_detail"):
-        inactive_licensed_users(warehouse)
-    elif warehouse.has("users"):
+    marts = Warehouse(args.database, args.marts)
+    if not marts.has("seats_by_sku", "wasted_seats_by_sku", "inactive_users"):
         print(
-            "\nNo usage reports loaded (office365_active_user_detail): select them to see which"
-            " licensed users have not used Microsoft 365 for 30 days"
+            f"\nNo license insight in schema {args.marts}: run `meltano run dbt-duckdb:run`"
+            " (transform/)"
         )
+        return 1
+    seats(marts)
+    wasted(marts)
+    inactive(marts)
+    group_errors(marts)
+    freshness(marts)
     return 0
 
 

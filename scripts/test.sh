@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/bootstrap.sh --postgres
+bash scripts/bootstrap.sh --postgres --chromium
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff check" && ruff check .

@@ -2,12 +2,18 @@
 
 Complex types Graph reuses across resources (assignedPlan, servicePlanInfo, ...) are defined once
 here and composed into the resource schemas, so a nested object is typed, never a JSON string.
-Sources: Microsoft Graph v1.0 resource pages (https://learn.microsoft.com/graph/api/overview).
+Sources: the Microsoft Graph v1.0 resource pages, https://learn.microsoft.com/graph/api/resources/
+
+Resources are written here with Graph's property names; each stream's schema is their snake_case
+version (`tap_microsoft365.naming.Columns`): `USER` is the users stream's schema, `USER_COLUMNS`
+the mapping the stream builds `$select` from and renames Graph's records with.
 """
 
 from __future__ import annotations
 
 from singer_sdk import typing as th
+
+from tap_microsoft365.naming import Columns
 
 GUID = th.UUIDType
 STRING_LIST = th.ArrayType(th.StringType)
@@ -101,7 +107,7 @@ EMPLOYEE_ORG_DATA = th.ObjectType(
     th.Property("division", th.StringType),
 )
 
-ORGANIZATION = th.PropertiesList(
+_GRAPH_ORGANIZATION = th.PropertiesList(
     th.Property("id", th.StringType, required=True, description="The tenant ID."),
     th.Property("displayName", th.StringType),
     th.Property("tenantType", th.StringType),
@@ -124,8 +130,10 @@ ORGANIZATION = th.PropertiesList(
     th.Property("provisionedPlans", th.ArrayType(PROVISIONED_PLAN)),
     th.Property("verifiedDomains", th.ArrayType(VERIFIED_DOMAIN)),
 ).to_dict()
+ORGANIZATION_COLUMNS = Columns(_GRAPH_ORGANIZATION)
+ORGANIZATION = ORGANIZATION_COLUMNS.schema
 
-SUBSCRIBED_SKU = th.PropertiesList(
+_GRAPH_SUBSCRIBED_SKU = th.PropertiesList(
     th.Property("id", th.StringType, required=True, description="<tenant id>_<skuId>."),
     th.Property("skuId", GUID, description="The product GUID."),
     th.Property("skuPartNumber", th.StringType, description="e.g. SPE_E5, ENTERPRISEPACK."),
@@ -148,8 +156,10 @@ SUBSCRIBED_SKU = th.PropertiesList(
     th.Property("servicePlans", th.ArrayType(NAMED_SERVICE_PLAN_INFO)),
     th.Property("subscriptionIds", STRING_LIST),
 ).to_dict()
+SUBSCRIBED_SKU_COLUMNS = Columns(_GRAPH_SUBSCRIBED_SKU, own=frozenset({"productDisplayName"}))
+SUBSCRIBED_SKU = SUBSCRIBED_SKU_COLUMNS.schema
 
-COMPANY_SUBSCRIPTION = th.PropertiesList(
+_GRAPH_COMPANY_SUBSCRIPTION = th.PropertiesList(
     th.Property("id", th.StringType, required=True),
     th.Property("commerceSubscriptionId", th.StringType),
     th.Property("createdDateTime", th.DateTimeType),
@@ -164,6 +174,8 @@ COMPANY_SUBSCRIPTION = th.PropertiesList(
     th.Property("status", th.StringType, description="Enabled, Deleted, Suspended, Warning..."),
     th.Property("totalLicenses", th.IntegerType, description="Seats."),
 ).to_dict()
+COMPANY_SUBSCRIPTION_COLUMNS = Columns(_GRAPH_COMPANY_SUBSCRIPTION)
+COMPANY_SUBSCRIPTION = COMPANY_SUBSCRIPTION_COLUMNS.schema
 
 USER_PROPERTIES = (
     th.Property("id", th.StringType, required=True),
@@ -249,9 +261,9 @@ GROUP_PROPERTIES = (
     ),
 )
 
-# Streams read through Graph delta query also report removals (`@removed`,
-# https://learn.microsoft.com/graph/delta-query-overview). Names
-# starting with `_` are the tap's own and never go into `$select`.
+# Streams read through Graph delta query also report removals
+# (https://learn.microsoft.com/graph/delta-query-overview). Names starting with `_` are the tap's
+# own and never go into `$select`.
 REMOVAL_PROPERTIES = (
     th.Property(
         "_sdc_deleted_at",
@@ -267,5 +279,7 @@ REMOVAL_PROPERTIES = (
     ),
 )
 
-USER = th.PropertiesList(*USER_PROPERTIES, *REMOVAL_PROPERTIES).to_dict()
-GROUP = th.PropertiesList(*GROUP_PROPERTIES, *REMOVAL_PROPERTIES).to_dict()
+USER_COLUMNS = Columns(th.PropertiesList(*USER_PROPERTIES, *REMOVAL_PROPERTIES).to_dict())
+USER = USER_COLUMNS.schema
+GROUP_COLUMNS = Columns(th.PropertiesList(*GROUP_PROPERTIES, *REMOVAL_PROPERTIES).to_dict())
+GROUP = GROUP_COLUMNS.schema

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from singer_sdk import RESTStream, Stream
+from singer_sdk import RESTStream, Stream, Tap
 
 # conform.py reproduces the SDK's record conformance, compiled once per schema: it needs the
 # SDK's own per-value decisions so that its output is the SDK's to the byte (no public API).
@@ -44,6 +44,7 @@ SDK_VERSION_CHECKED = "0.54.9"
 
 # (owner, attribute) pairs the tap reads, calls or overrides.
 REQUIRED: tuple[tuple[type, str], ...] = (
+    (Tap, "_validate_config"),
     (Stream, "_sync_records"),
     (Stream, "_generate_record_messages"),
     (Stream, "_write_state_message"),
@@ -65,6 +66,21 @@ def missing() -> list[str]:
         if f"self.{name}" not in source
     ]
     return gone
+
+
+class CompatTap(Tap):
+    """The SDK's private step a tap changes, routed to a hook of the tap's own."""
+
+    def check_config(self, *, raise_errors: bool) -> list[str]:
+        """The config's problems (the SDK's JSON-schema check by default)."""
+        return super()._validate_config(raise_errors=raise_errors)
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        # Run by the constructor before anything else: the only place to check the settings
+        # first and report every problem of a config in one line (the SDK logs one line per
+        # schema error, values included, and exits 1). No public hook exists.
+        return self.check_config(raise_errors=raise_errors)
 
 
 class CompatStream(RESTStream[Any]):

@@ -34,8 +34,11 @@ def shared_emulator() -> GraphEmulator:
     config at import time) against it. The tap in this process trusts its CA.
     """
     if not _shared:
-        tenant = Tenant.synthetic(users=2500, groups=60, seed=7, today=TODAY)
+        # Copilot seats and AuditLog.Read.All: every stream, the optional user_sign_in_activity
+        # and the Copilot report included, has records for the SDK's standard tests.
+        tenant = Tenant.synthetic(users=2500, groups=60, seed=7, today=TODAY, copilot_seats=60)
         emu = GraphEmulator(tenant, time_scale=TIME_SCALE)
+        emu.app.roles.add("AuditLog.Read.All")
         emu.start()
         os.environ["REQUESTS_CA_BUNDLE"] = emu.ca_bundle
         _shared.append(emu)

@@ -32,9 +32,15 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")
-PLUGINS = ("tap-microsoft365", "target-postgres", "target-duckdb")
+PLUGINS = ("tap-microsoft365", "target-postgres", "target-duckdb", "dbt-duckdb", "dbt-postgres")
 # Variables that would configure Meltano or a plugin behind the test's back.
-FOREIGN_PREFIXES = ("TAP_MICROSOFT365_", "TARGET_POSTGRES_", "TARGET_DUCKDB_", "MELTANO_")
+FOREIGN_PREFIXES = (
+    "TAP_MICROSOFT365_",
+    "TARGET_POSTGRES_",
+    "TARGET_DUCKDB_",
+    "DBT_",
+    "MELTANO_",
+)
 
 
 def env_value(value: Any) -> str:
@@ -76,7 +82,7 @@ class MeltanoProject:
         # A private .meltano: its own run/ folder, the project's installed plugins.
         self.sys_dir = self.work_dir / "sys"
         self.sys_dir.mkdir(exist_ok=True)
-        for plugin_type in ("extractors", "loaders"):
+        for plugin_type in ("extractors", "loaders", "utilities"):
             shared = self.root / ".meltano" / plugin_type
             shared.mkdir(parents=True, exist_ok=True)
             link = self.sys_dir / plugin_type

@@ -179,7 +179,7 @@ class PostgresServer:
     def query(self, statement: str | sql.Composable, *params: Any) -> list[tuple[Any, ...]]:
         """Rows of one query (compose identifiers with `psycopg.sql`)."""
         with self.connect() as connection:
-            return connection.execute(statement, params or None).fetchall()
+            return connection.execute(statement, params or None).fetchall()  # type: ignore[arg-type]
 
     def target_env(self) -> dict[str, str]:
         """target-postgres settings as the environment variables Meltano reads."""
@@ -189,6 +189,18 @@ class PostgresServer:
             "TARGET_POSTGRES_USER": self.user,
             "TARGET_POSTGRES_PASSWORD": self.password,
             "TARGET_POSTGRES_DATABASE": self.database,
+        }
+
+    def dbt_env(self, source_schema: str, schema: str) -> dict[str, str]:
+        """dbt-postgres settings (meltano.yml) as the environment variables Meltano reads."""
+        return {
+            "DBT_POSTGRES_HOST": self.host,
+            "DBT_POSTGRES_PORT": str(self.port),
+            "DBT_POSTGRES_USER": self.user,
+            "DBT_POSTGRES_PASSWORD": self.password,
+            "DBT_POSTGRES_DBNAME": self.database,
+            "DBT_POSTGRES_SOURCE_SCHEMA": source_schema,
+            "DBT_POSTGRES_SCHEMA": schema,
         }
 
     def stop(self) -> None:

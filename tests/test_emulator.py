@@ -484,9 +484,9 @@ def test_delta_quirks_and_expiry(fresh: GraphEmulator) -> None:
     assert expired.status_code == 400
     assert expired.json()["error"]["code"] == "syncStateNotFound"
 
-    _, _, fresh = run_round(graph, f"{emu.graph_url}/v1.0/users/delta?$select=displayName")
+    _, _, fresh_link = run_round(graph, f"{emu.graph_url}/v1.0/users/delta?$select=displayName")
     emu.expire_delta_tokens(resync=True)
-    gone = graph.get(fresh, timeout=10)
+    gone = graph.get(fresh_link, timeout=10)
     assert gone.status_code == 410
     location = gone.headers["Location"]
     assert location.endswith("$deltatoken=")

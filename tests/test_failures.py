@@ -140,7 +140,7 @@ CASES: dict[str, Case] = {
     "setting-of-wrong-type": Case(
         settings(skip_forbidden_streams="yes"),
         2,
-        ("invalid settings: 'yes' is not of type 'boolean'", "skip_forbidden_streams"),
+        ("skip_forbidden_streams 'yes' is not of type 'boolean': set it to true or false",),
     ),
     # -- authentication (exit 3) ----------------------------------------------------------------
     "wrong-secret": Case(

@@ -51,6 +51,7 @@ def sandbox_records(emulator: GraphEmulator) -> dict[str, list[dict[str, Any]]]:
         stream = tap.streams[name]
         rows = []
         for row in stream.get_records(None):
+            assert isinstance(row, dict)  # a record, never the (record, context) pair
             processed = stream.post_process(row, None)
             if processed is not None:
                 rows.append(processed)
@@ -84,20 +85,20 @@ def test_unknown_properties_follow_additional_properties(
     record = {
         "id": "u1",
         "surprise": 1,
-        "assignedPlans": [
+        "assigned_plans": [
             {"service": "exchange", "newField": "x", "capabilityStatus": "Enabled"},
             "not an object",
         ],
-        "employeeOrgData": {"division": "IT", "unknown": True},
-        "accountEnabled": "true",  # a string in a boolean column: the SDK makes it True
-        "otherMails": ["a@b.c", None, 3],
+        "employee_org_data": {"division": "IT", "unknown": True},
+        "account_enabled": "true",  # a string in a boolean column: the SDK makes it True
+        "other_mails": ["a@b.c", None, 3],
     }
     ours = SchemaConformer(schemas.USER).conform("users-test", copy.deepcopy(record), LOGGER)
     assert ours == sdk_conform(record, schemas.USER)
     assert "surprise" not in ours
     # Graph's nested objects allow additional properties: kept, as the SDK keeps them.
-    assert ours["assignedPlans"][0]["newField"] == "x"
-    assert ours["accountEnabled"] is True
+    assert ours["assigned_plans"][0]["newField"] == "x"
+    assert ours["account_enabled"] is True
 
     strict = {
         "type": "object",
@@ -186,8 +187,8 @@ def test_a_nan_in_graphs_json_is_written_as_the_sdk_writes_it(emulator: GraphEmu
     stream = tap.streams["users"]
     record = dict.fromkeys(schemas.USER["properties"])
     record["id"] = "u1"
-    record["assignedPlans"] = [{"service": "exchange", "weight": float("nan")}]
-    record["employeeOrgData"] = {"division": "IT", "ratio": float("inf")}
+    record["assigned_plans"] = [{"service": "exchange", "weight": float("nan")}]
+    record["employee_org_data"] = {"division": "IT", "ratio": float("inf")}
     ours = list(stream._generate_record_messages(copy.deepcopy(record)))
     sdks = list(Stream._generate_record_messages(stream, copy.deepcopy(record)))
     ours[0].time_extracted = sdks[0].time_extracted

@@ -359,6 +359,7 @@ def test_rows_match_the_tenant_after_an_initial_and_a_later_sync(
     assert len(target.activations) == 2
     assert target.activations[1] > target.activations[0]
     assert {m["version"] for m in second.record_messages(STREAM)} == {target.activations[1]}
+    assert second.last_state is not None
     assert second.last_state["bookmarks"][STREAM]["table_version"] == target.activations[1]
 
     # Nothing changed since: a third sync retires nothing more.
@@ -379,7 +380,7 @@ def test_activate_version_can_be_turned_off(
     assert all("version" not in m for m in result.record_messages(STREAM))
     assert not product_lines(result)
     assert emu.product_names.downloads == 0
-    assert all(sku["productDisplayName"] is None for sku in result.records("subscribed_skus"))
+    assert all(sku["product_display_name"] is None for sku in result.records("subscribed_skus"))
 
 
 # ----------------------------------------------------------------------------- product names
@@ -398,12 +399,12 @@ def test_names_come_from_the_file_once_per_run_cached_without_the_graph_token(
     skus = result.records("subscribed_skus")
     assert skus
     for sku in skus:
-        assert sku["productDisplayName"] == PRODUCT_NAMES[sku["skuId"]]
-        for plan in sku["servicePlans"]:
+        assert sku["product_display_name"] == PRODUCT_NAMES[sku["sku_id"]]
+        for plan in sku["service_plans"]:
             assert plan["servicePlanFriendlyName"] == PLAN_FRIENDLY_NAMES[plan["servicePlanId"]]
             assert plan["servicePlanName"] == PLAN_BY_ID[plan["servicePlanId"]].name  # Graph's
     # The untidy cells of the served file read clean (trailing spaces, NBSP, tab, upper case).
-    names = {sku["skuPartNumber"]: sku["productDisplayName"] for sku in skus}
+    names = {sku["sku_part_number"]: sku["product_display_name"] for sku in skus}
     assert names["SPE_E3"] == "Microsoft 365 E3"
     assert names["VISIOCLIENT"] == "Visio Plan 2"
     assert names["PROJECTPREMIUM"] == "Project Plan 5"
@@ -451,11 +452,11 @@ def test_no_file_means_null_names_one_warning_and_a_successful_run(
     result = sync(emu, catalog)
     assert len(product_lines(result)) == 1, product_lines(result)
     assert "HTTP 503" in product_lines(result)[0]
-    assert all(sku["productDisplayName"] is None for sku in result.records("subscribed_skus"))
+    assert all(sku["product_display_name"] is None for sku in result.records("subscribed_skus"))
     assert all(
         plan["servicePlanFriendlyName"] is None
         for sku in result.records("subscribed_skus")
-        for plan in sku["servicePlans"]
+        for plan in sku["service_plans"]
     )
     # Null names, and the rest of every row as it would be with them.
     Target().apply(result).assert_matches(
@@ -478,14 +479,16 @@ def test_an_id_missing_from_the_file_is_null_with_one_warning(
     lines = product_lines(result)
     assert len(lines) == 1, lines
     assert visio.sku_id in lines[0]
-    skus = {sku["skuId"]: sku for sku in result.records("subscribed_skus")}
-    assert skus[visio.sku_id]["productDisplayName"] is None
+    skus = {sku["sku_id"]: sku for sku in result.records("subscribed_skus")}
+    assert skus[visio.sku_id]["product_display_name"] is None
     # Plans only Visio has lose their names; a plan other products list keeps it.
-    plans = {p["servicePlanName"]: p for p in skus[visio.sku_id]["servicePlans"]}
+    plans = {p["servicePlanName"]: p for p in skus[visio.sku_id]["service_plans"]}
     assert plans["VISIO_CLIENT_SUBSCRIPTION"]["servicePlanFriendlyName"] is None
     assert plans["VISIOONLINE"]["servicePlanFriendlyName"] is None
     assert plans["EXCHANGE_S_FOUNDATION"]["servicePlanFriendlyName"] == "Exchange Foundation"
-    assert all(sku["productDisplayName"] for sku_id, sku in skus.items() if sku_id != visio.sku_id)
+    assert all(
+        sku["product_display_name"] for sku_id, sku in skus.items() if sku_id != visio.sku_id
+    )
     rows = result.records(STREAM)
     assert [row for row in rows if row["sku_id"] == visio.sku_id]
     for row in rows:
@@ -502,7 +505,7 @@ def test_a_local_copy_is_read_instead_of_downloading(
     assert emu.product_names.downloads == 0
     assert not product_lines(result)
     assert all(
-        sku["productDisplayName"] == PRODUCT_NAMES[sku["skuId"]]
+        sku["product_display_name"] == PRODUCT_NAMES[sku["sku_id"]]
         for sku in result.records("subscribed_skus")
     )
     missing = sync(emu, catalog, product_names_path=str(tmp_path / "absent.csv"))

@@ -1,9 +1,11 @@
 """The README's first command works: the sandbox demo, end to end, as a user runs it.
 
 `scripts/demo.py` (what `make demo` runs after installing) starts the Graph emulator as its own
-process, runs `meltano run tap-microsoft365 target-duckdb` against it, prints what landed and
-stops the emulator. Here it runs with a smaller tenant and its own DuckDB file and Meltano system
-database; the printed row counts must equal the tenant's, built here from the same parameters.
+process, runs `meltano run tap-microsoft365 target-duckdb dbt-duckdb:build` against it (the dbt
+models of transform/ and their tests, on DuckDB), stops the emulator and prints what landed and
+the wasted seats from the marts. Here it runs with a smaller tenant and its own DuckDB file and
+Meltano system database; the printed row counts and the seats per product must equal the
+tenant's, built here from the same parameters, and the printed figures the marts'.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
+
+import duckdb
+import pytest
 
 from tests.graph_emulator import Tenant
 from tests.meltano_project import ROOT, MeltanoProject, installed_meltano
@@ -56,13 +64,25 @@ def printed_counts(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^  (\w+)\s+(\d+)", block, re.MULTILINE)}
 
 
-def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(
-    installed_meltano: MeltanoProject, tmp_path: Path
-) -> None:
+@dataclass
+class Demo:
+    """One run of the demo: its output and its folder."""
+
+    completed: subprocess.CompletedProcess[str]
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def demo(installed_meltano: MeltanoProject, tmp_path_factory: pytest.TempPathFactory) -> Demo:
     del installed_meltano  # the demo uses the plugins it installed
-    completed = run_demo(tmp_path)
+    folder = tmp_path_factory.mktemp("demo")
+    completed = run_demo(folder)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
-    out = completed.stdout
+    return Demo(completed, folder)
+
+
+def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> None:
+    out, tmp_path = demo.completed.stdout, demo.folder
     # The same tenant the emulator process built (it uses today's date, as here).
     tenant = Tenant.synthetic(users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today())
     counts = printed_counts(out)
@@ -76,10 +96,39 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(
     assert counts["office365_active_user_detail"] > 0
     licensed = sum(1 for u in tenant.users.values() if u["assignedLicenses"])
     assert counts["license_assignments"] >= licensed  # one row per (user, SKU)
-    # The glimpse: seats, assignment errors, licensed users with no activity in 30 days.
-    assert "License assignments in error" in out
-    assert f"Licensed users: {licensed};" in out
-    assert re.search(rf"no activity in 30 days .*: \d+ of {licensed}\n", out)
+    # The marts dbt built on DuckDB: seats per SKU as the tenant has them.
+    with duckdb.connect(str(tmp_path / "sandbox.duckdb"), read_only=True) as db:
+        seats = {
+            sku_id: (purchased, assigned)
+            for sku_id, purchased, assigned in db.execute(
+                "select sku_id, purchased_units, assigned_units from license_insight.seats_by_sku"
+            ).fetchall()
+        }
+        (wasted, cost), *_ = db.execute(
+            "select sum(wasted_seats), sum(wasted_monthly_cost)"
+            " from license_insight.wasted_seats_by_sku"
+        ).fetchall()
+        (inactive,), *_ = db.execute(
+            "select count(*) from license_insight.inactive_users"
+        ).fetchall()
+    assert seats == {
+        sku["skuId"]: (sku["prepaidUnits"]["enabled"], sku["consumedUnits"]) for sku in tenant.skus
+    }
+    # The glimpse prints the marts' figures; the sandbox prices with the example file.
+    assert "Seats per product (seats_by_sku)" in out
+    assert f"Wasted seats (wasted_seats_by_sku): {wasted}:" in out
+    assert cost is not None
+    assert f"wasted per month: {cost} EUR" in out
+    assert "MADE-UP prices" in out
+    assert f"Inactive users holding seats (inactive_users): {inactive}\n" in out
+    shown = 8  # the glimpse lists the first few and says how many it left out
+    listed = out.split("Inactive users holding seats", 1)[1].split("\n\n", 1)[0]
+    if inactive > shown:
+        assert f"...and {inactive - shown} more" in listed
+    else:
+        assert "more" not in listed
+    assert "Group license errors (group_license_errors)" in out
+    assert "Usage reports (report_freshness" in out
     assert "Seats per product" in out
     # The emulator was started, then stopped.
     ready = re.search(r"graph-emulator ready .* pid=(\d+)", out)
@@ -87,3 +136,70 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(
     assert "graph emulator stopped" in out
     assert not (Path("/proc") / ready[1]).exists()  # stopped and reaped
     assert (tmp_path / "sandbox.duckdb").stat().st_size > 0
+
+
+def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
+    """The page the demo writes opens in Chromium with no network and no console message, and
+    its charts carry the tenant's figures."""
+    page = demo.folder / "license-report.html"
+    assert f"License report: {page}" in demo.completed.stdout
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: scripts/bootstrap.sh --chromium installs it"
+    completed = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",  # root in CI
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            # Nothing may be fetched: every host name fails to resolve.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={demo.folder / 'chromium'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    dom = completed.stdout
+    assert not [line for line in completed.stderr.splitlines() if ":CONSOLE" in line]
+    # Self-contained: no script, stylesheet or image from elsewhere.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", dom)
+    for chart in ("seats", "wasted", "money", "daily"):
+        assert f'<figure id="{chart}">' in dom, chart
+    assert dom.count("<svg") == 4
+    assert dom.count("<polyline") >= 5  # one line per workload
+    with duckdb.connect(str(demo.folder / "sandbox.duckdb"), read_only=True) as db:
+        products = db.execute(
+            "select product_name, purchased_units, assigned_units, active_seats"
+            " from license_insight.seats_by_sku where applies_to = 'User' and not is_free"
+        ).fetchall()
+        wasted = db.execute(
+            "select product_name, wasted_seats, inactive_user_seats, wasted_monthly_cost"
+            " from license_insight.wasted_seats_by_sku"
+        ).fetchall()
+    tenant = Tenant.synthetic(users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today())
+    purchased = {sku["prepaidUnits"]["enabled"] for sku in tenant.skus}
+    assert products
+    for name, bought, assigned, active in products:
+        assert bought in purchased
+        for series, value in (
+            ("purchased", bought),
+            ("assigned", assigned),
+            ("active users", active),
+        ):
+            assert (
+                f'data-series="{series}" data-label="{escape(name)}" data-value="{value}"' in dom
+            ), (name, series)
+    for name, _seats, inactive, cost in wasted:
+        assert (
+            f'data-series="inactive users" data-label="{escape(name)}" data-value="{inactive}"'
+            in dom
+        )
+        if cost is not None:
+            assert f'data-label="{escape(name)}" data-value="{float(cost):g}"' in dom
+    assert f"{sum(row[1] for row in wasted)} wasted seats" in dom

@@ -50,12 +50,12 @@ STREAMS = (
 START_DATE = TODAY - dt.timedelta(days=5)
 REPORT_DAYS = (TODAY - dt.timedelta(days=2) - START_DATE).days + 1
 USER_COLUMNS = (
-    "userPrincipalName",
-    "displayName",
+    "user_principal_name",
+    "display_name",
     "department",
-    "jobTitle",
-    "accountEnabled",
-    "assignedLicenses",
+    "job_title",
+    "account_enabled",
+    "assigned_licenses",
     "_sdc_deleted_at",
     "_removed_reason",
 )
@@ -116,11 +116,11 @@ class Snapshot:
             )
         }
         groups = {
-            gid: {"displayName": name, "_sdc_deleted_at": deleted, "_removed_reason": reason}
+            gid: {"display_name": name, "_sdc_deleted_at": deleted, "_removed_reason": reason}
             for gid, name, deleted, reason in server.query(
-                sql.SQL(
-                    'select id, "displayName", _sdc_deleted_at, _removed_reason from {}'
-                ).format(table("groups"))
+                sql.SQL("select id, display_name, _sdc_deleted_at, _removed_reason from {}").format(
+                    table("groups")
+                )
             )
         }
         return cls(counts, types, primary_keys, users, groups)
@@ -130,14 +130,27 @@ class Snapshot:
         return {uid: row for uid, row in self.users.items() if row["_sdc_deleted_at"] is None}
 
 
-def as_compared(user: dict[str, Any]) -> dict[str, Any]:
-    """A tenant user or a users row, reduced to what the tests compare."""
+def as_compared(row: dict[str, Any]) -> dict[str, Any]:
+    """A users row (snake_case columns), reduced to what the tests compare."""
     return {
-        "userPrincipalName": user["userPrincipalName"],
-        "displayName": user["displayName"],
+        "user_principal_name": row["user_principal_name"],
+        "display_name": row["display_name"],
+        "department": row["department"],
+        "job_title": row["job_title"],
+        "account_enabled": row["account_enabled"],
+        # Nested values keep Graph's shape.
+        "skus": sorted(lic["skuId"] for lic in row["assigned_licenses"] or []),
+    }
+
+
+def tenant_compared(user: dict[str, Any]) -> dict[str, Any]:
+    """A tenant user (Graph's property names), reduced as `as_compared` reduces a row."""
+    return {
+        "user_principal_name": user["userPrincipalName"],
+        "display_name": user["displayName"],
         "department": user["department"],
-        "jobTitle": user["jobTitle"],
-        "accountEnabled": user["accountEnabled"],
+        "job_title": user["jobTitle"],
+        "account_enabled": user["accountEnabled"],
         "skus": sorted(lic["skuId"] for lic in user["assignedLicenses"] or []),
     }
 
@@ -274,21 +287,21 @@ def test_row_counts_match_the_tenant(runs: Runs, pipeline: Pipeline) -> None:
 def test_columns_have_the_types_graph_documents(runs: Runs) -> None:
     expected = {
         ("users", "id"): "text",
-        ("users", "accountEnabled"): "bool",
-        ("users", "createdDateTime"): "timestamp",
-        ("users", "assignedLicenses"): "_jsonb",  # an array of objects, not a JSON string
-        ("users", "licenseAssignmentStates"): "_jsonb",
-        ("users", "businessPhones"): "_text",
-        ("users", "employeeOrgData"): "jsonb",
+        ("users", "account_enabled"): "bool",
+        ("users", "created_date_time"): "timestamp",
+        ("users", "assigned_licenses"): "_jsonb",  # an array of objects, not a JSON string
+        ("users", "license_assignment_states"): "_jsonb",
+        ("users", "business_phones"): "_text",
+        ("users", "employee_org_data"): "jsonb",
         ("users", "_sdc_deleted_at"): "timestamp",
         ("users", "_removed_reason"): "text",
-        ("groups", "securityEnabled"): "bool",
-        ("subscribed_skus", "skuId"): "uuid",
-        ("subscribed_skus", "consumedUnits"): "int8",
-        ("subscribed_skus", "prepaidUnits"): "jsonb",
-        ("subscriptions", "totalLicenses"): "int8",
-        ("subscriptions", "isTrial"): "bool",
-        ("organization", "verifiedDomains"): "_jsonb",
+        ("groups", "security_enabled"): "bool",
+        ("subscribed_skus", "sku_id"): "uuid",
+        ("subscribed_skus", "consumed_units"): "int8",
+        ("subscribed_skus", "prepaid_units"): "jsonb",
+        ("subscriptions", "total_licenses"): "int8",
+        ("subscriptions", "is_trial"): "bool",
+        ("organization", "verified_domains"): "_jsonb",
         ("office365_active_user_detail", "report_date"): "date",
         ("office365_active_user_detail", "exchange_last_activity_date"): "date",
         ("office365_active_user_detail", "has_teams_license"): "bool",
@@ -303,7 +316,7 @@ def test_initial_round_loads_every_user_as_graph_has_it(runs: Runs, pipeline: Pi
     untouched = set(runs.first.users) - set(runs.touched.values())
     assert len(untouched) == 143
     for uid in untouched:
-        assert as_compared(runs.first.users[uid]) == as_compared(pipeline.tenant.users[uid])
+        assert as_compared(runs.first.users[uid]) == tenant_compared(pipeline.tenant.users[uid])
     bookmarks = runs.first_state["singer_state"]["bookmarks"]
     assert bookmarks["users"]["delta_link"]
     assert bookmarks["groups"]["delta_link"]
@@ -322,13 +335,13 @@ def test_second_run_reproduces_the_changed_tenant(runs: Runs, pipeline: Pipeline
     active = runs.second.active_users()
     assert set(active) == set(pipeline.tenant.users)
     for uid, user in pipeline.tenant.users.items():
-        assert as_compared(active[uid]) == as_compared(user), uid
+        assert as_compared(active[uid]) == tenant_compared(user), uid
     touched = runs.touched
     assert active[touched["updated"]]["department"] == "Procurement"
-    assert active[touched["updated"]]["jobTitle"] is None  # cleared in Graph, cleared here
-    skus = {lic["skuId"] for lic in active[touched["unlicensed"]]["assignedLicenses"] or []}
+    assert active[touched["updated"]]["job_title"] is None  # cleared in Graph, cleared here
+    skus = {lic["skuId"] for lic in active[touched["unlicensed"]]["assigned_licenses"] or []}
     assert touched["removed_sku"] not in skus
-    assert active[touched["added"]]["displayName"] == "Zoë Nieuw"
+    assert active[touched["added"]]["display_name"] == "Zoë Nieuw"
     assert runs.second.counts["users"] == 148  # 147 + 1 added: updates upserted in place
 
 
@@ -355,4 +368,4 @@ def test_full_refresh_with_hard_delete_removes_deleted_rows(runs: Runs, pipeline
     assert set(snapshot.groups) == set(tenant.groups)
     assert runs.touched["group"] not in snapshot.groups
     for uid, user in tenant.users.items():
-        assert as_compared(snapshot.users[uid]) == as_compared(user), uid
+        assert as_compared(snapshot.users[uid]) == tenant_compared(user), uid

@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tap_microsoft365.tap import TapMicrosoft365
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.meltano_project import ROOT, MeltanoProject, installed_meltano, settings_env
 
@@ -167,3 +168,35 @@ def test_meltano_config_test_checks_the_credentials_against_entra_id(
         # The tap's one line reaches the operator through Meltano: the code and the fix.
         assert "AADSTS7000215" in output
         assert "set client_secret to the secret's Value" in output
+
+
+def test_every_numeric_setting_from_meltano_is_accepted_by_the_tap(
+    project_copy: MeltanoProject,
+) -> None:
+    """Meltano reads TAP_MICROSOFT365_* as text and casts it by the setting's kind; what it
+    hands the tap must pass the tap's own settings check, for every number setting."""
+    properties = TapMicrosoft365.config_jsonschema["properties"]
+    # The SDK adds its built-in settings (stream maps, flattening...) to the class's schema in
+    # place when --about or the environment reader runs in this process: only the tap's own.
+    builtin: dict[str, Any] = {"type": "object", "properties": {}}
+    TapMicrosoft365.append_builtin_config(builtin)
+    numeric = [
+        n
+        for n, s in properties.items()
+        if {"integer", "number"} & set(s["type"]) and n not in builtin["properties"]
+    ]
+    env = {
+        "TAP_MICROSOFT365_TENANT_ID": "contoso.onmicrosoft.com",
+        "TAP_MICROSOFT365_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+        "TAP_MICROSOFT365_CLIENT_SECRET": SECRET,
+        **{f"TAP_MICROSOFT365_{n.upper()}": str(properties[n]["default"]) for n in numeric},
+        "TAP_MICROSOFT365_REPORT_WINDOW_SECONDS": "600",  # rejected as text before
+    }
+    printed = project_copy.run("config", "--unsafe", "print", "tap-microsoft365", env=env)
+    config = json.loads(printed.stdout)
+    for name in numeric:
+        assert config[name] == properties[name]["default"], name
+
+    tap = TapMicrosoft365(config=config, parse_env_config=False)  # raises on any problem
+
+    assert tap.config["report_window_seconds"] == 600

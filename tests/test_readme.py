@@ -1,6 +1,6 @@
 """README.md says what the code does.
 
-- the settings table is the tap's own `--about --format=markdown` table;
+- the settings table is the tap's own `--about` settings, with the allowed values;
 - the streams table names every stream the tap discovers, with the permissions its class
   declares, and the app-registration walk-through grants enough to read every stream;
 - every TAP_MICROSOFT365_* variable it mentions is a real setting;
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +25,19 @@ from typing import Any
 import pytest
 import yaml
 
+from tap_microsoft365 import errors
 from tap_microsoft365.tap import TapMicrosoft365
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.singer_run import catalog_selecting, run_tap
 
 ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "plugin_definition", ROOT / "scripts" / "plugin_definition.py"
+)
+assert _spec is not None
+assert _spec.loader is not None
+plugin_definition = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plugin_definition)
 README = (ROOT / "README.md").read_text()
 WALKTHROUGH_PERMISSIONS = {
     "Directory.Read.All",
@@ -52,18 +62,23 @@ def tap_streams() -> dict[str, Any]:
     return dict(tap.streams)
 
 
-def test_settings_table_is_the_taps_about_markdown() -> None:
+def test_settings_table_is_the_taps_about_with_the_allowed_values() -> None:
     about = subprocess.run(
-        [str(Path(sys.executable).with_name("tap-microsoft365")), "--about", "--format=markdown"],
+        [str(Path(sys.executable).with_name("tap-microsoft365")), "--about", "--format=json"],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
-    expected = about.split("## Settings", 1)[1].strip().split("\n\n", 1)[0] + "\n"
-    assert between("settings table", "end of settings table") == expected, (
+    table = between("settings table", "end of settings table")
+    assert table == plugin_definition.settings_table_from_about(json.loads(about)), (
         "README.md's settings table is stale: run python scripts/plugin_definition.py --write"
     )
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "| 1 to 999 |" in rows["page_size"]
+    assert "| one of `global`, `usgov`, `usgov_dod`, `china` |" in rows["cloud"]
+    assert "| a GUID or a domain |" in rows["tenant_id"]
+    assert "| more than 0 |" in rows["report_window_seconds"]
 
 
 def test_streams_table_names_every_stream_with_the_permissions_it_needs() -> None:
@@ -78,6 +93,9 @@ def test_streams_table_names_every_stream_with_the_permissions_it_needs() -> Non
         assert name in rows, f"README.md's streams table lacks: | `{name}` | ... | {keys} | ... |"
         assert rows[name][2] == keys, f"{name}: the key is {keys}"
         assert rows[name][-1] == needed, f"{name}: the permission column must read '{needed}'"
+        if not stream.selected_by_default:  # an optional stream: its permission is optional
+            assert all(f"Optional: `{p}`" in README for p in stream.required_permissions), name
+            continue
         assert set(stream.required_permissions) & WALKTHROUGH_PERMISSIONS, (
             f"{name}: none of the walk-through's permissions can read it"
         )
@@ -87,7 +105,9 @@ def test_streams_table_names_every_stream_with_the_permissions_it_needs() -> Non
 
 
 def test_environment_variables_named_in_the_readme_are_settings() -> None:
-    about = TapMicrosoft365.config_jsonschema["properties"]
+    schema = {"properties": dict(TapMicrosoft365.config_jsonschema["properties"])}
+    TapMicrosoft365.append_builtin_config(schema)  # stream maps, flattening: the SDK's own
+    about = schema["properties"]
     named = set(re.findall(r"TAP_MICROSOFT365_([A-Z_]+[A-Z])", README))
     assert named, "the README names no TAP_MICROSOFT365_ variable"
     for name in named:
@@ -133,16 +153,16 @@ def test_stream_maps_example_hashes_user_principal_names(
 
     users = result.records("users")
     report = result.records("office365_active_user_detail")
-    assert {u["userPrincipalName"] for u in users} == {
+    assert {u["user_principal_name"] for u in users} == {
         digest(u["userPrincipalName"]) for u in tenant.users.values()
     }
     assert all(u["mail"] is None or re.fullmatch(r"[0-9a-f]{32}", u["mail"]) for u in users)
-    for dropped in ("displayName", "givenName", "surname", "proxyAddresses", "otherMails"):
+    for dropped in ("display_name", "given_name", "surname", "proxy_addresses", "other_mails"):
         assert all(dropped not in u for u in users), dropped
     assert report
     assert all("display_name" not in row for row in report)
     # Still joinable: report rows are current users, or deleted ones the report still lists.
-    hashed_users = {u["userPrincipalName"] for u in users}
+    hashed_users = {u["user_principal_name"] for u in users}
     deleted = {digest(u["userPrincipalName"]) for u in tenant.deleted_users.values()}
     reported = {row["user_principal_name"] for row in report}
     assert reported <= hashed_users | deleted
@@ -151,5 +171,24 @@ def test_stream_maps_example_hashes_user_principal_names(
     for user in tenant.users.values():
         assert user["userPrincipalName"] not in output
     schema = next(m for m in result.messages if m["type"] == "SCHEMA" and m["stream"] == "users")
-    assert "displayName" not in schema["schema"]["properties"]
+    assert "display_name" not in schema["schema"]["properties"]
     assert json.dumps(schema["key_properties"]) == '["id"]'
+
+
+def test_every_exit_code_of_the_tap_is_in_the_failure_table() -> None:
+    section = README.split("## When a run fails", 1)[1].split("\n## ", 1)[0]
+    exits = {
+        cell
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| Failure")
+        for cell in re.findall(r"\d+", line.rstrip(" |").rsplit("|", 1)[-1])
+    }
+    codes = {
+        str(getattr(cls, "exit_code", 1)) for cls in _error_classes(errors.Microsoft365Error)
+    } - {"1"}
+    codes |= {str(128 + signal.SIGINT), str(128 + signal.SIGTERM)}  # InterruptedRunError
+    assert codes <= exits, f"exit codes missing from README's failure table: {codes - exits}"
+
+
+def _error_classes(base: type[Any]) -> list[type[Any]]:
+    return [base, *(c for sub in base.__subclasses__() for c in _error_classes(sub))]

@@ -430,10 +430,11 @@ def test_retries_stop_at_their_caps_with_one_line(
     case: str,
 ) -> None:
     fault, settings, attempts, what, why = CAPS[case]
+    settings_: dict[str, Any] = dict(settings)
     emu = fresh_emulator(users=5, groups=1)
     emu.faults.error(path=r"^/v1\.0/organization$", times=None, **fault)
 
-    result = sync(emu, selecting(discovered, {"organization"}), names_file, **settings)
+    result = sync(emu, selecting(discovered, {"organization"}), names_file, **settings_)
 
     assert result.exit_code == 5
     assert len(graph_calls(emu, "/v1.0/organization")) == attempts

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.singer_run import run_tap
+from tap_microsoft365.tap import TapMicrosoft365
+from tests.conftest import RECENT_START
+from tests.singer_run import catalog_selecting, run_tap
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from tests.graph_emulator import GraphEmulator
 
 SECRET = "Zq8~settings-test-secret-value-9f2"
+DEBUG = {"TAP_MICROSOFT365_LOGLEVEL": "DEBUG", "LOGLEVEL": "DEBUG"}
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -37,7 +40,17 @@ def error_lines(stderr: str) -> list[str]:
         ({"page_size": 0}, "page_size 0 is out of range"),
         ({"cloud": "mars"}, "cloud 'mars' is unknown"),
         ({"authority_host": "http://login.example"}, "authority_host 'http://login.example'"),
-        ({"request_timeout": -1}, "request_timeout -1 must be a positive number"),
+        ({"request_timeout": -1}, "request_timeout -1 is out of range: it must be a positive"),
+        ({"report_window_seconds": 0}, "report_window_seconds 0 is out of range"),
+        ({"concealed_names": "ignore"}, "concealed_names 'ignore' is unknown: use one of warn"),
+        ({"product_names_url": "http://example.com/names.csv"}, "must be an https:// URL"),
+        # Graph's version is the tap's business: a path would end in AADSTS70011 at sign-in.
+        (
+            {"graph_url": "https://graph.microsoft.com/v1.0"},
+            "graph_url 'https://graph.microsoft.com/v1.0' has a path: remove it",
+        ),
+        ({"authority_host": "https://login.example/tenant"}, "authority_host 'https://login"),
+        ({"client_secret": 12345678}, "client_secret (a value of type int, not shown)"),
     ],
 )
 def test_invalid_setting_fails_before_network(
@@ -89,3 +102,87 @@ def test_wrong_certificate_password(emulator: GraphEmulator) -> None:
     assert result.exit_code == 2
     assert "client_certificate_password is wrong" in error_lines(result.stderr)[0]
     assert "not-the-passphrase" not in result.output
+
+
+def test_every_problem_of_a_config_in_one_line(emulator: GraphEmulator) -> None:
+    config = emulator.config()
+    for name in ("tenant_id", "client_id", "client_secret"):
+        del config[name]
+    config["page_size"] = 5000
+    emulator.clear_log()
+
+    result = run_tap(config, ca_bundle=emulator.ca_bundle)
+
+    assert result.exit_code == 2
+    (line,) = error_lines(result.stderr)
+    assert "4 settings problems" in line
+    for says in (
+        "tenant_id is missing: set it to the Directory (tenant) ID",
+        "client_id is missing: set it to the Application (client) ID",
+        "no credential: set client_secret",
+        "page_size 5000 is out of range: Graph accepts 1 to 999",
+    ):
+        assert says in line
+    assert emulator.request_log == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [[SECRET], {"value": SECRET}, {SECRET: 1}, [[SECRET, "x"]]],
+    ids=["list", "object", "key", "nested"],
+)
+def test_secret_of_the_wrong_type_is_never_printed(emulator: GraphEmulator, secret: Any) -> None:
+    config = {**emulator.config(), "client_secret": secret}
+    emulator.clear_log()
+
+    result = run_tap(config, ca_bundle=emulator.ca_bundle, env=DEBUG)
+
+    assert result.exit_code == 2
+    (line,) = error_lines(result.stderr)
+    assert "client_secret (a value of type" in line
+    assert "not shown) is not of type 'string'" in line
+    assert SECRET not in result.output
+    assert "Traceback" not in result.stderr
+    assert emulator.request_log == []
+
+
+def test_every_numeric_setting_from_the_environment(emulator: GraphEmulator) -> None:
+    """`--config ENV` gives every setting as text; numbers must be read as numbers."""
+    numeric = {
+        name: schema
+        for name, schema in TapMicrosoft365.config_jsonschema["properties"].items()
+        if {"integer", "number"} & set(schema["type"])
+    }
+    assert "report_window_seconds" in numeric
+    env = {
+        f"TAP_MICROSOFT365_{key.upper()}": str(value)
+        for key, value in emulator.config(**RECENT_START).items()
+    }
+    values = {"report_window_seconds": "3.5", "page_size": "500"}
+    for name, schema in numeric.items():
+        env[f"TAP_MICROSOFT365_{name.upper()}"] = values.get(name, str(schema["default"]))
+    catalog = catalog_selecting({}, {"subscribed_skus"})
+
+    result = run_tap(
+        {}, ca_bundle=emulator.ca_bundle, catalog=catalog, args=("--config", "ENV"), env=env
+    )
+
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert result.records("subscribed_skus")
+
+
+@pytest.mark.parametrize(("value", "says"), [("abc", "'abc'"), ("12.5", "'12.5'"), ("", "''")])
+def test_a_number_that_does_not_parse_in_the_environment(
+    emulator: GraphEmulator, value: str, says: str
+) -> None:
+    env = {f"TAP_MICROSOFT365_{key.upper()}": str(v) for key, v in emulator.config().items()}
+    env["TAP_MICROSOFT365_PAGE_SIZE"] = value
+    emulator.clear_log()
+
+    result = run_tap({}, ca_bundle=emulator.ca_bundle, args=("--config", "ENV"), env=env)
+
+    assert result.exit_code == 2, result.stderr[-2000:]
+    (line,) = error_lines(result.stderr)
+    assert f"page_size {says} is not of type 'integer': set it to a whole number" in line
+    assert "Traceback" not in result.stderr
+    assert emulator.request_log == []

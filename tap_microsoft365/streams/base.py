@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from singer_sdk.streams.rest import HTTPRequest, PageContext
     from typing_extensions import override
 
+    from tap_microsoft365.naming import Columns
     from tap_microsoft365.product_names import ProductNameCatalog
     from tap_microsoft365.retries import GiveUpError
 else:
@@ -124,6 +125,8 @@ class GraphStream(CompatStream):
     supports_top: ClassVar[bool] = True
     # Whether to send `$select` with the schema's properties (Graph returns fewer by default).
     select_from_schema: ClassVar[bool] = True
+    # Graph's names for the schema's snake_case columns (None: the schema's names are Graph's).
+    columns: ClassVar[Columns | None] = None
     # Whether records hold only JSON values (as parsed from Graph's JSON): conform.py then
     # skips the properties whose JSON values the SDK's type conformance never changes.
     records_are_json: ClassVar[bool] = True
@@ -167,8 +170,9 @@ class GraphStream(CompatStream):
 
     @property
     def select(self) -> list[str]:
-        """Properties to `$select`: the schema's, except the tap's own additions (`_...`)."""
-        return [name for name in self.schema["properties"] if not name.startswith("_")]
+        """Properties to `$select`: the schema's, in Graph's names, except the tap's own."""
+        names = [name for name in self.schema["properties"] if not name.startswith("_")]
+        return names if self.columns is None else self.columns.graph_names(names)
 
     @override
     def get_new_paginator(self) -> ODataNextLinkPaginator:
@@ -315,7 +319,7 @@ class GraphStream(CompatStream):
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
-        return row
+        return row if self.columns is None else self.columns.rename(row)
 
     @override
     def record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:

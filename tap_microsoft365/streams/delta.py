@@ -145,7 +145,9 @@ class DeltaStream(GraphStream):
     @property
     def select_fingerprint(self) -> str:
         """Short hash of the `$select` list that Graph encodes into the delta tokens."""
-        return hashlib.sha256(",".join(self.select).encode()).hexdigest()[:12]
+        # The column names count too: when they change, a full round rewrites every row.
+        selected = ",".join(self.select) + "|" + ",".join(self.schema["properties"])
+        return hashlib.sha256(selected.encode()).hexdigest()[:12]
 
     @override
     def get_new_paginator(self) -> DeltaLinkPaginator:
@@ -369,6 +371,8 @@ class DeltaStream(GraphStream):
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
+        if self.columns is not None:
+            row = self.columns.rename(row)
         removed = row.pop("@removed", None)
         properties = self.schema["properties"]
         if removed is not None:

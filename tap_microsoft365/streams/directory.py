@@ -21,6 +21,7 @@ class OrganizationStream(GraphStream):
     name = "organization"
     path = "/organization"
     schema: ClassVar[dict] = schemas.ORGANIZATION
+    columns = schemas.ORGANIZATION_COLUMNS
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False
 
@@ -28,13 +29,14 @@ class OrganizationStream(GraphStream):
 class SubscribedSkusStream(NamedSkusStream):
     """The products the tenant bought, with purchased, consumed and suspended units.
 
-    `NamedSkusStream` adds Microsoft's product and service plan names (productDisplayName,
-    servicePlans[].servicePlanFriendlyName).
+    `NamedSkusStream` adds Microsoft's product and service plan names (product_display_name,
+    service_plans[].servicePlanFriendlyName).
     """
 
     name = "subscribed_skus"
     path = "/subscribedSkus"
     schema: ClassVar[dict] = schemas.SUBSCRIBED_SKU
+    columns = schemas.SUBSCRIBED_SKU_COLUMNS
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False  # subscribedSkus supports only $select
 
@@ -45,6 +47,7 @@ class SubscriptionsStream(GraphStream):
     name = "subscriptions"
     path = "/directory/subscriptions"
     schema: ClassVar[dict] = schemas.COMPANY_SUBSCRIPTION
+    columns = schemas.COMPANY_SUBSCRIPTION_COLUMNS
     required_permissions = ("Organization.Read.All", "Directory.Read.All")
     supports_top = False
 
@@ -61,6 +64,7 @@ class UsersStream(DeltaStream):
     list_path = "/users"
     count_path = "/users/$count"
     schema: ClassVar[dict] = schemas.USER
+    columns = schemas.USER_COLUMNS
     required_permissions = ("User.Read.All", "Directory.Read.All")
 
 
@@ -72,6 +76,7 @@ class GroupsStream(DeltaStream):
     list_path = "/groups"
     count_path = "/groups/$count"
     schema: ClassVar[dict] = schemas.GROUP
+    columns = schemas.GROUP_COLUMNS
     required_permissions = ("Group.Read.All", "Directory.Read.All")
 
 

@@ -342,8 +342,8 @@ class NamedSkusStream(GraphStream):
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        named = super().post_process(row, context)
-        return None if named is None else self.services.product_names.name_sku(named)
+        # Named while the record still has Graph's names, then renamed to columns.
+        return super().post_process(self.services.product_names.name_sku(row), context)
 
 
 class LicenseAssignmentsStream(GraphStream):

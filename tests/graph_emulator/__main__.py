@@ -38,6 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--today", type=dt.date.fromisoformat, default=None)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument(
+        "--copilot-seats", type=int, default=0, help="users holding Microsoft 365 Copilot"
+    )
+    parser.add_argument(
+        "--audit-log",
+        action="store_true",
+        help="grant the app AuditLog.Read.All (user signInActivity)",
+    )
+    parser.add_argument(
+        "--no-entra-premium",
+        action="store_true",
+        help="a tenant without Entra ID P1/P2 (signInActivity answers 403)",
+    )
+    parser.add_argument(
         "--fault-profile",
         action="append",
         default=[],
@@ -47,9 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tenant = Tenant.synthetic(
-        users=args.users, groups=args.groups, seed=args.seed, today=args.today or dt.date.today()
+        users=args.users,
+        groups=args.groups,
+        seed=args.seed,
+        today=args.today or dt.date.today(),
+        copilot_seats=args.copilot_seats,
+        entra_premium=not args.no_entra_premium,
     )
-    emulator = GraphEmulator(tenant, time_scale=args.time_scale).start()
+    emulator = GraphEmulator(tenant, time_scale=args.time_scale)
+    if args.audit_log:
+        emulator.app.roles.add("AuditLog.Read.All")
+    emulator.start()
     for profile in args.fault_profile:
         emulator.faults.profile(profile)
     config = emulator.config()

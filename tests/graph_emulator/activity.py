@@ -58,6 +58,8 @@ WORKLOADS: Final[dict[str, Workload]] = {
     "site": Workload(9, 0.9, gated=False),  # SharePoint / group site activity (not a person)
     "group_mail": Workload(10, 0.9, gated=False),
     "group_yammer": Workload(11, 0.5, gated=False),
+    "copilot": Workload(12, 0.6),  # Microsoft 365 Copilot, for those holding its license
+    "team": Workload(13, 0.85, gated=False),  # a team's channel activity (not a person)
 }
 
 

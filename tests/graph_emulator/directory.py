@@ -18,8 +18,10 @@ import base64
 import json
 import re
 import threading
+import uuid
 import zlib
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -87,8 +89,16 @@ USER_NOT_LISTABLE = frozenset(
 )
 # Known properties the fake tenant never fills (always null).
 USER_ALWAYS_NULL = frozenset({"passwordProfile", "authorizationInfo", "customSecurityAttributes"})
-# signInActivity needs AuditLog.Read.All, which the tap's app does not hold.
+# signInActivity (https://learn.microsoft.com/graph/api/resources/signinactivity?view=graph-rest-1.0)
+# needs AuditLog.Read.All and a Microsoft Entra ID P1 or P2 tenant. Without the permission Graph
+# answers 403 Authentication_MSGraphPermissionMissing "Calling principal does not have required
+# MSGraph permissions AuditLog.Read.All" (microsoftgraph/microsoft-graph-explorer-v4 issue 2731);
+# without P1/P2, 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant (obs). The user
+# resource page: "When you specify $select=signInActivity or $filter=signInActivity while listing
+# users, the maximum page size for $top is 120. Requests with $top set higher than 120 return
+# pages with up to 120 users" (https://learn.microsoft.com/graph/api/resources/user).
 USER_NEEDS_AUDIT_LOG = "signInActivity"
+SIGN_IN_ACTIVITY_PAGE_CAP = 120
 
 # group-list.md: the default projection of a group.
 GROUP_DEFAULT = (
@@ -459,8 +469,22 @@ class DirectoryService:
                 return None, graph_error(
                     501, "NotImplemented", "This operation target is not yet supported.", request
                 )
-            if name == USER_NEEDS_AUDIT_LOG and "AuditLog.Read.All" not in request.roles:
-                return None, _forbidden(request)
+            if name == USER_NEEDS_AUDIT_LOG:
+                if "AuditLog.Read.All" not in request.roles:
+                    return None, graph_error(
+                        403,
+                        "Authentication_MSGraphPermissionMissing",
+                        "Calling principal does not have required MSGraph permissions "
+                        "AuditLog.Read.All",
+                        request,
+                    )
+                if not getattr(self.tenant, "entra_premium", True):
+                    return None, graph_error(
+                        403,
+                        "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                        "Neither tenant is B2C or tenant doesn't have premium license",
+                        request,
+                    )
             if name not in names:
                 names.append(name)
         return names, None
@@ -508,6 +532,49 @@ class DirectoryService:
         ]
         kept.append(f"{token_name}={token}")
         return f"{self.graph_url}{quote(request.path, safe='/$(),=')}?{'&'.join(kept)}"
+
+    def sign_in_activity(self, user: dict[str, Any]) -> dict[str, Any]:
+        """A user's signInActivity, derived from the tenant seed and the user id.
+
+        About one user in eight never signed in (every time null); the others signed in
+        interactively within the last 120 days, non-interactively later or at the same time, and
+        the last successful sign-in is one of the two. Request ids are GUIDs.
+        """
+        key = zlib.crc32(f"{self.tenant.seed}/{user.get('id')}".encode())
+        nothing: dict[str, Any] = dict.fromkeys(
+            (
+                "lastSignInDateTime",
+                "lastSignInRequestId",
+                "lastNonInteractiveSignInDateTime",
+                "lastNonInteractiveSignInRequestId",
+                "lastSuccessfulSignInDateTime",
+                "lastSuccessfulSignInRequestId",
+            )
+        )
+        if key % 8 == 0:
+            return nothing
+        base = self.tenant.today.toordinal() * 86400 + 9 * 3600
+        interactive = base - (key % 120) * 86400 - (key >> 8) % 30000
+        background = interactive + ((key >> 4) % 3) * 86400
+        ids = [str(uuid.UUID(int=(key * (n + 7919)) % (1 << 128) | (4 << 76))) for n in range(2)]
+
+        def stamp(seconds: int) -> str:
+            day = date.fromordinal(seconds // 86400)
+            rest = seconds % 86400
+            return f"{day.isoformat()}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z"
+
+        successful_background = (key >> 12) % 2 == 0
+        return {
+            **nothing,
+            "lastSignInDateTime": stamp(interactive),
+            "lastSignInRequestId": ids[0],
+            "lastNonInteractiveSignInDateTime": stamp(background),
+            "lastNonInteractiveSignInRequestId": ids[1],
+            "lastSuccessfulSignInDateTime": stamp(
+                background if successful_background else interactive
+            ),
+            "lastSuccessfulSignInRequestId": ids[1] if successful_background else ids[0],
+        }
 
     @staticmethod
     def project(obj: dict[str, Any], select: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -587,6 +654,8 @@ class DirectoryService:
         top, problem = self._top(request)
         if problem is not None:
             return problem
+        if select and USER_NEEDS_AUDIT_LOG in select:
+            top = min(top, SIGN_IN_ACTIVITY_PAGE_CAP)
         count = (self._option(request, "$count") or "").lower()
         if count not in ("", "true", "false"):
             return _bad_request(f"Invalid value '{count}' for $count.", request)
@@ -615,7 +684,10 @@ class DirectoryService:
                     obj = store.get(order[position])
                     position += 1
                     if obj is not None:
-                        values.append(self.project(obj, projection))
+                        value = self.project(obj, projection)
+                        if USER_NEEDS_AUDIT_LOG in value:
+                            value[USER_NEEDS_AUDIT_LOG] = self.sign_in_activity(obj)
+                        values.append(value)
                 # Peek whether anything remains so the last page carries no nextLink.
                 while position < end and order[position] not in store:
                     position += 1

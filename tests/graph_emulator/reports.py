@@ -8,7 +8,12 @@ by third parties, see shared/graph-reference.md section 5):
   (unquoted Edm.Date); getMailboxUsageDetail takes only period, getOffice365ActivationsUserDetail
   takes nothing (docs).
 - A successful call answers `302 Found`, `Content-Type: text/plain`, `Location:` a pre-authenticated
-  URL on another host that lives a few minutes (docs). The download answers `200`,
+  URL on another host that lives a few minutes (docs). Except getMicrosoft365CopilotUsageUserDetail,
+  served under `/v1.0/copilot/reports/` (v1.0 CSDL: bound to copilotReportRoot, period only),
+  whose v1.0 page documents `200 OK` with the CSV in the body; `copilot_redirect` switches it to
+  the 302 form so clients are tested against both.
+- getTeamsTeamActivityDetail takes period or date= (v1.0 page and CSDL), one row per team (a
+  group provisioned as a Team). The download answers `200`,
   `application/octet-stream`, UTF-8 BOM, CRLF line ends, standard CSV quoting (obs), streamed.
   Here a download URL is also single-use (an emulator choice, so a tap cannot rely on reusing one).
 - `If-None-Match` with the report file's current eTag answers `304 Not Modified` (docs: "If this
@@ -118,6 +123,12 @@ HEADERS: Final[dict[str, str]] = {
     "getYammerGroupsActivityDetail": "Report Refresh Date,Group Display Name,Is Deleted,Owner Principal Name,Last Activity Date,Group Type,Office 365 Connected,Member Count,Posted Count,Read Count,Liked Count,Report Period",  # noqa: E501
     "getSkypeForBusinessActivityUserDetail": "Report Refresh Date,User Principal Name,Is Deleted,Deleted Date,Last Activity Date,Total Peer-to-peer Session Count,Total Organized Conference Count,Total Participated Conference Count,Peer-to-peer Last Activity Date,Organized Conference Last Activity Date,Participated Conference Last Activity Date,Peer-to-peer IM Count,Peer-to-peer Audio Count,Peer-to-peer Audio Minutes,Peer-to-peer Video Count,Peer-to-peer Video Minutes,Peer-to-peer App Sharing Count,Peer-to-peer File Transfer Count,Organized Conference IM Count,Organized Conference Audio/Video Count,Organized Conference Audio/Video Minutes,Organized Conference App Sharing Count,Organized Conference Web Count,Organized Conference Dial-in/out 3rd Party Count,Organized Conference Dial-in/out Microsoft Count,Organized Conference Dial-in Microsoft Minutes,Organized Conference Dial-out Microsoft Minutes,Participated Conference IM Count,Participated Conference Audio/Video Count,Participated Conference Audio/Video Minutes,Participated Conference App Sharing Count,Participated Conference Web Count,Participated Conference Dial-in/out 3rd Party Count,Assigned Products,Report Period",  # noqa: E501
     "getSkypeForBusinessDeviceUsageUserDetail": "Report Refresh Date,User Principal Name,Last Activity Date,Used Windows,Used Windows Phone,Used Android Phone,Used iPhone,Used iPad,Report Period",  # noqa: E501
+    # https://learn.microsoft.com/graph/api/reportroot-getteamsteamactivitydetail?view=graph-rest-1.0
+    # The page's CSV example line (its column list writes "Team type", "Active users").
+    "getTeamsTeamActivityDetail": "Report Refresh Date,Team Name,Team Id,Team Type,Last Activity Date,Report Period,Active Users,Active Channels,Guests,Reactions,Meetings Organized,Post Messages,Reply Messages,Channel Messages,Urgent Messages,Mentions,Active Shared Channels,Active External Users",  # noqa: E501
+    # https://learn.microsoft.com/microsoft-365/copilot/extensibility/api/admin-settings/reports/copilotreportroot-getmicrosoft365copilotusageuserdetail
+    # version v1 (the default), v1.0 CSV example.
+    "getMicrosoft365CopilotUsageUserDetail": "Report Refresh Date,User Principal Name,Display Name,Last Activity Date,Copilot Chat Last Activity Date,Microsoft Teams Copilot Last Activity Date,Word Copilot Last Activity Date,Excel Copilot Last Activity Date,PowerPoint Copilot Last Activity Date,Outlook Copilot Last Activity Date,OneNote Copilot Last Activity Date,Loop Copilot Last Activity Date,Report Period",  # noqa: E501
     "getOffice365GroupsActivityDetail": "Report Refresh Date,Group Display Name,Is Deleted,Owner Principal Name,Last Activity Date,Group Type,Member Count,Guest Count,Exchange Received Email Count,SharePoint Active File Count,Yammer Posted Message Count,Yammer Read Message Count,Yammer Liked Message Count,Exchange Mailbox Total Item Count,Exchange Mailbox Storage Used (Byte),SharePoint Total File Count,SharePoint Site Storage Used (Byte),Group Id,Report Period",  # noqa: E501
 }
 
@@ -374,6 +385,7 @@ class Person:
         "display_name",
         "guest",
         "id",
+        "licenses",
         "licensing",
         "upn",
     )
@@ -386,7 +398,8 @@ class Person:
         self.guest = _is_guest(user)
         self.created = _day(user.get("createdDateTime"))
         self.deleted = _day(user.get("deletedDateTime"))
-        self.licensing = snapshot.licensing(user.get("assignedLicenses") or [])
+        self.licenses: list[dict[str, Any]] = list(user.get("assignedLicenses") or [])
+        self.licensing = snapshot.licensing(self.licenses)
         self._assigned: dict[str, date | None] | None = None
         ended = self.deleted - timedelta(days=1) if self.deleted else None
         idle = [
@@ -1160,6 +1173,86 @@ def _bulk_place_identity(snapshot: Snapshot) -> Identity:
     }
 
 
+# Microsoft 365 Copilot's skuId (Microsoft's product names CSV, String_Id Microsoft_365_Copilot).
+COPILOT_SKU_ID: Final = "639dec6b-bb19-468b-871c-c5c441c4b0cb"
+_COPILOT_APPS: Final = (
+    "Copilot Chat",
+    "Microsoft Teams Copilot",
+    "Word Copilot",
+    "Excel Copilot",
+    "PowerPoint Copilot",
+    "Outlook Copilot",
+    "OneNote Copilot",
+    "Loop Copilot",
+)
+
+
+def _copilot_usage_user_detail(person: Person, window: Window, snapshot: Snapshot) -> Iterator[Row]:
+    """Only users holding a Microsoft 365 Copilot license have a row (docs: "This API only
+    returns usage data for users who have a Microsoft 365 Copilot license"); about 40 % of them
+    never use it, so their dates are empty."""
+    if person.deleted_by(window.end) or not any(
+        str(item.get("skuId")) == COPILOT_SKU_ID for item in person.licenses
+    ):
+        return
+    last = person.activity.last_active("copilot", window.end)
+    main = person.activity.choice(_COPILOT_APPS, "copilot-main")
+    row = {
+        "User Principal Name": person.upn,
+        "Display Name": person.display_name,
+        "Last Activity Date": _text(last),
+    }
+    for app in _COPILOT_APPS:
+        day: date | None = None
+        if last is not None and (app == main or person.trait(0.5, "copilot", app)):
+            back = 0 if app == main else int(person.activity.uniform("copilot", app) * 20)
+            day = person.activity.last_active("copilot", window.end - timedelta(days=back))
+        row[f"{app} Last Activity Date"] = _text(day)
+    yield row
+
+
+_TEAM_COUNTS: Final = (
+    ("Active Channels", "channels", 1.2),
+    ("Reactions", "reactions", 4),
+    ("Meetings Organized", "meetings", 0.5),
+    ("Post Messages", "posts", 3),
+    ("Reply Messages", "replies", 5),
+    ("Channel Messages", "channel_messages", 8),
+    ("Urgent Messages", "urgent", 0.05),
+    ("Mentions", "mentions", 2),
+    ("Active Shared Channels", "shared_channels", 0.1),
+    ("Active External Users", "external_users", 0.2),
+)
+
+
+def _teams_team_activity_detail(snapshot: Snapshot, window: Window) -> Iterator[Row]:
+    """One row per team: a Microsoft 365 group provisioned as a team."""
+    teams = {
+        str(group.get("id"))
+        for group in snapshot.groups
+        if "Team" in (group.get("resourceProvisioningOptions") or [])
+    }
+    for place in _places(snapshot, groups_only=True):
+        if place.id not in teams or place.deleted:
+            continue
+        activity = place.activity
+        start, end = window.start, window.end
+        days = activity.active_days("team", start, end)
+        active_users = min(place.member_count, activity.count("team", "users", start, end, 3))
+
+        row = {
+            "Team Name": place.name,
+            "Team Id": place.id,
+            "Team Type": place.visibility,
+            "Last Activity Date": _text(activity.last_active("team", end)),
+            "Active Users": str(active_users),
+            "Guests": str(place.guest_count),
+        }
+        for column, metric, mean in _TEAM_COUNTS:
+            row[column] = str(activity.count("team", metric, start, end, mean) if days else 0)
+        yield row
+
+
 def _per_person(build: Callable[[Person, Window, Snapshot], Iterable[Row]]) -> RowSource:
     def rows(snapshot: Snapshot, window: Window) -> Iterator[Row]:
         for person in _people(snapshot, window.end):
@@ -1195,6 +1288,7 @@ class ReportDefinition:
     name: str
     parameters: tuple[str, ...]  # PERIOD_OR_DATE, PERIOD_ONLY or NO_PARAMETERS
     rows: RowSource
+    base: str = "reports"  # the path segment(s) the function is bound under
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -1281,6 +1375,15 @@ REPORTS: Final[dict[str, ReportDefinition]] = {
             PERIOD_OR_DATE,
             _per_place(_groups_activity_detail, groups_only=True),
         ),
+        ReportDefinition("getTeamsTeamActivityDetail", PERIOD_OR_DATE, _teams_team_activity_detail),
+        # v1.0 has only the period form (msgraph-metadata v1.0 CSDL: one overload, `period`);
+        # the by-date function is beta only. Served under /v1.0/copilot/reports/ only.
+        ReportDefinition(
+            "getMicrosoft365CopilotUsageUserDetail",
+            PERIOD_ONLY,
+            _per_person(_copilot_usage_user_detail),
+            base="copilot/reports",
+        ),
     )
 }
 _BY_LOWER_NAME: Final = {name.lower(): definition for name, definition in REPORTS.items()}
@@ -1357,6 +1460,7 @@ class ReportService:
     - `refresh_lag_days` (2): Report Refresh Date = tenant.today - this.
     - `max_date_age_days` (28): date= older than refresh date - this is rejected.
     - `concealed_names` (False): pseudonymise names, URLs and group ids.
+    - `copilot_redirect` (False): answer the Copilot report with 302 instead of its documented 200.
     - `extra_rows` (0): add this many synthetic licensed users (user reports) or groups/sites
       (site and group reports) to every report, generated lazily: a 200,000-row report streams.
     - `extra_columns` / `dropped_columns` / `renamed_columns`: per function, simulate Graph adding,
@@ -1380,6 +1484,9 @@ class ReportService:
         self.refresh_lag_days = 2
         self.max_date_age_days = 28
         self.concealed_names = False
+        # False: the Copilot report answers 200 with the CSV (its v1.0 page); True: 302 to the
+        # download host like every other report, so a tap is tested against both.
+        self.copilot_redirect = False
         self.extra_rows = 0
         self.extra_columns: dict[str, list[str]] = {}
         self.dropped_columns: dict[str, set[str]] = {}
@@ -1419,12 +1526,17 @@ class ReportService:
 
     # -- Graph host --------------------------------------------------------------------------
 
-    def handle_call(self, function_call: str, request: EmulatorRequest) -> EmulatorResponse:
-        """`GET /v1.0/reports/<function_call>` with an already validated bearer token."""
+    def handle_call(
+        self, function_call: str, request: EmulatorRequest, base: str = "reports"
+    ) -> EmulatorResponse:
+        """`GET /v1.0/<base>/<function_call>` with an already validated bearer token; `base` is
+        `reports` or `copilot/reports`, and each function answers only under its own."""
         match = _CALL.match(function_call)
         raw_name = match.group("name") if match else function_call
         params = (match.group("params") or "") if match else ""
         definition = _BY_LOWER_NAME.get(raw_name.lower())
+        if definition is not None and definition.base != base:
+            definition = None
         function = definition.name if definition else raw_name
         app = _app_of(request)
         now = self.clock()
@@ -1498,6 +1610,13 @@ class ReportService:
         headers = {"request-id": request.request_id, "client-request-id": request.client_request_id}
         if request.headers.get("if-none-match", "").strip() == pending.etag:
             return EmulatorResponse(304, {**headers, "ETag": pending.etag})
+        if definition.base == "copilot/reports" and not self.copilot_redirect:
+            # The v1.0 Copilot page documents `200 OK` with the CSV in the body.
+            return EmulatorResponse(
+                200,
+                {**headers, "Content-Type": "application/octet-stream", "ETag": pending.etag},
+                self._stream(pending),
+            )
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._pending = {

@@ -557,10 +557,15 @@ class GraphEmulator:
             return problem
         if len(parts) >= 3 and parts[1] == "reports" and parts[2] != "":
             return self._reports_call(request, "/".join(parts[2:]))
+        # v1.0 copilot singleton -> reports (copilotReportRoot), msgraph-metadata v1.0 CSDL.
+        if len(parts) >= 4 and parts[1:3] == ["copilot", "reports"] and parts[3] != "":
+            return self._reports_call(request, "/".join(parts[3:]), base="copilot/reports")
         assert self.directory is not None
         return self.directory.handle(request)
 
-    def _reports_call(self, request: EmulatorRequest, function_call: str) -> EmulatorResponse:
+    def _reports_call(
+        self, request: EmulatorRequest, function_call: str, base: str = "reports"
+    ) -> EmulatorResponse:
         if "Reports.Read.All" not in request.roles:
             return graph_error(403, "S2SUnauthorized", "Invalid permission.", request)
         service = self.reports
@@ -568,7 +573,7 @@ class GraphEmulator:
             return graph_error(
                 404, "UnknownError", "Reports are not available in this emulator.", request
             )
-        return service.handle_call(function_call, request)
+        return service.handle_call(function_call, request, base)
 
     def _dispatch_inner(self, request: EmulatorRequest) -> EmulatorResponse:
         """A $batch item: faults (status/latency) apply to it alone, then normal routing."""

@@ -233,10 +233,24 @@ SKU_CATALOG: tuple[SkuDefinition, ...] = (
 )
 
 
-SKU_BY_PART: dict[str, SkuDefinition] = {s.part_number: s for s in SKU_CATALOG}
-SKU_BY_ID: dict[str, SkuDefinition] = {s.sku_id: s for s in SKU_CATALOG}
-PLAN_BY_ID: dict[str, ServicePlan] = {p.id: p for s in SKU_CATALOG for p in s.plans}
-PLAN_BY_NAME: dict[str, ServicePlan] = {p.name: p for s in SKU_CATALOG for p in s.plans}
+# Microsoft 365 Copilot (skuId and plan ids from Microsoft's product names CSV, as in
+# product_names.py). Not in SKU_CATALOG: a synthetic tenant owns it only when asked
+# (`Tenant.synthetic(copilot_seats=N)`), so the default tenant stays what other tests expect.
+COPILOT_SKU = SkuDefinition(
+    "Microsoft_365_Copilot",
+    "639dec6b-bb19-468b-871c-c5c441c4b0cb",
+    "Microsoft 365 Copilot",
+    (
+        ServicePlan("M365_COPILOT_APPS", "a62f8878-de10-42f3-b68f-6149a25ceb97", ""),
+        ServicePlan("M365_COPILOT_TEAMS", "b95945de-b3bd-46db-8437-f2beb6ea2347", ""),
+    ),
+)
+_KNOWN_SKUS = (*SKU_CATALOG, COPILOT_SKU)
+
+SKU_BY_PART: dict[str, SkuDefinition] = {s.part_number: s for s in _KNOWN_SKUS}
+SKU_BY_ID: dict[str, SkuDefinition] = {s.sku_id: s for s in _KNOWN_SKUS}
+PLAN_BY_ID: dict[str, ServicePlan] = {p.id: p for s in _KNOWN_SKUS for p in s.plans}
+PLAN_BY_NAME: dict[str, ServicePlan] = {p.name: p for s in _KNOWN_SKUS for p in s.plans}
 
 # Pairs Entra refuses to hold together (their service plans conflict): a group-based assignment of
 # one to a holder of the other ends in state Error, error MutuallyExclusiveViolation.
@@ -589,6 +603,8 @@ class Tenant:
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
+        # Whether the tenant holds Microsoft Entra ID P1 or P2 (user signInActivity needs it).
+        self.entra_premium = True
         self._today: dt.date = today or dt.datetime.now(dt.UTC).date()
         self._base_seconds = self._today.toordinal() * 86400 + 9 * 3600
         self._rng: random.Random = _FastRandom(f"tenant-{seed}")
@@ -640,6 +656,9 @@ class Tenant:
         groups: int = 20,
         seed: int = 7,
         today: dt.date | None = None,
+        *,
+        copilot_seats: int = 0,
+        entra_premium: bool = True,
     ) -> Tenant:
         """A tenant with `users` users and `groups` groups, identical for identical arguments.
 
@@ -651,7 +670,27 @@ class Tenant:
         """
         tenant = cls(seed=seed, today=today or dt.date(2026, 11, 26))
         tenant._populate(users, groups)
+        tenant.entra_premium = entra_premium
+        if copilot_seats:
+            tenant._add_copilot(copilot_seats)
         return tenant
+
+    def _add_copilot(self, seats: int) -> None:
+        """A Microsoft 365 Copilot subscription of `seats` + 2 units (two unassigned), assigned
+        directly to the first `seats` enabled members holding another license (Copilot is an
+        add-on to a Microsoft 365 or Office 365 suite)."""
+        self._add_subscription(COPILOT_SKU, seats + 2, "Enabled", age_days=120)
+        holders = [
+            uid
+            for uid, user in self.users.items()
+            if user.get("userType") != "Guest"
+            and user.get("accountEnabled") is not False
+            and user.get("assignedLicenses")
+        ][:seats]
+        for uid in holders:
+            self._direct.setdefault(uid, {})[COPILOT_SKU.sku_id] = _Direct((), self._days_ago(90))
+            self._apply_licenses(uid, self.users[uid], None)
+        self.version = 0
 
     def _now(self) -> str:
         now = dt.datetime.now(dt.UTC)

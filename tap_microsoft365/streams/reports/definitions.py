@@ -406,6 +406,54 @@ REPORTS: tuple[ReportDefinition, ...] = (
         # (https://learn.microsoft.com/graph/api/reportroot-getoffice365groupsactivitydetail).
         aliases={"External Member Count": "Guest Count"},
     ),
+    # https://learn.microsoft.com/graph/api/reportroot-getteamsteamactivitydetail?view=graph-rest-1.0
+    # (period or date=, the date within the past 30 days). The page's column list spells
+    # "Team type" and "Active users"; its CSV example "Team Type" and "Active Users": the
+    # example's line is used, and columns match by snake_case name, so either spelling maps to
+    # the same property.
+    ReportDefinition(
+        "getTeamsTeamActivityDetail",
+        DAILY,
+        ("Team Id",),
+        "Report Refresh Date,Team Name,Team Id,Team Type,Last Activity Date,Report Period,"
+        "Active Users,Active Channels,Guests,Reactions,Meetings Organized,Post Messages,"
+        "Reply Messages,Channel Messages,Urgent Messages,Mentions,Active Shared Channels,"
+        "Active External Users",
+        "Per team: active users and channels, guests, messages, reactions, meetings.",
+        types=_typed(
+            ColumnType.INTEGER,
+            "Active Users",
+            "Active Channels",
+            "Guests",
+            "Reactions",
+            "Meetings Organized",
+            "Post Messages",
+            "Reply Messages",
+            "Channel Messages",
+            "Urgent Messages",
+            "Mentions",
+            "Active Shared Channels",
+            "Active External Users",
+        ),
+    ),
+    # https://learn.microsoft.com/microsoft-365/copilot/extensibility/api/admin-settings/reports/copilotreportroot-getmicrosoft365copilotusageuserdetail
+    # v1.0: GET /v1.0/copilot/reports/getMicrosoft365CopilotUsageUserDetail(period='D7'); no
+    # date form in v1.0 (the by-date function is beta only). `version` defaults to v1, whose 13
+    # columns are these; v2 adds prompt counts whose CSV headers the page does not spell. Rows:
+    # users holding a Microsoft 365 Copilot license only. The page documents `200 OK` with the
+    # CSV in the body (the other reports answer 302 to a download URL); both are handled.
+    ReportDefinition(
+        "getMicrosoft365CopilotUsageUserDetail",
+        Parameters.PERIOD,
+        UPN,
+        "Report Refresh Date,User Principal Name,Display Name,Last Activity Date,"
+        "Copilot Chat Last Activity Date,Microsoft Teams Copilot Last Activity Date,"
+        "Word Copilot Last Activity Date,Excel Copilot Last Activity Date,"
+        "PowerPoint Copilot Last Activity Date,Outlook Copilot Last Activity Date,"
+        "OneNote Copilot Last Activity Date,Loop Copilot Last Activity Date,Report Period",
+        "Per Copilot-licensed user: last Copilot activity overall and per app (a 7-day snapshot).",
+        function_path="copilot/reports/getMicrosoft365CopilotUsageUserDetail",
+    ),
 )
 
 

@@ -1,0 +1,15 @@
+-- Enabled users holding at least one seat and inactive in every workload for more than
+-- var('inactive_days') days (seats in their grace period left out), with what they hold.
+select
+    user_id,
+    user_principal_name,
+    display_name,
+    department,
+    last_activity_date,
+    max(days_inactive) as days_inactive,
+    count(*) as seats,
+    string_agg(coalesce(product_name, sku_id), ', ' order by coalesce(product_name, sku_id))
+        as products
+from {{ ref('seat_activity') }}
+where wasted_reason = 'inactive user'
+group by user_id, user_principal_name, display_name, department, last_activity_date

@@ -1,0 +1,15 @@
+-- The seats behind wasted_seats_by_sku's disabled and inactive counts, one row per seat.
+select
+    user_id,
+    user_principal_name,
+    display_name,
+    department,
+    sku_id,
+    sku_part_number,
+    product_name,
+    wasted_reason,
+    last_activity_date,
+    days_inactive,
+    held_since
+from {{ ref('seat_activity') }}
+where wasted_reason is not null

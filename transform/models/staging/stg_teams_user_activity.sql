@@ -1,0 +1,7 @@
+-- The Teams user-activity report: its User Id joins users even when names are concealed.
+select
+    cast(report_date as date) as report_date,
+    lower(user_id) as user_id,
+    cast(last_activity_date as date) as last_activity_date
+from {{ source('tap_microsoft365', 'teams_user_activity_user_detail') }}
+where _sdc_deleted_at is null and coalesce(user_id, '') <> ''
