@@ -19,8 +19,17 @@ import pytest
 import requests
 
 from tests.graph_emulator import GraphEmulator, Tenant
+from tests.graph_emulator.faults import (
+    FileFault,
+    blank_line_after_header,
+    bom_only,
+    empty_file,
+    html_page,
+    latin1,
+    refresh_dates,
+)
 from tests.graph_emulator.http import EmulatorRequest
-from tests.graph_emulator.reports import HEADERS, REPORTS, ReportService
+from tests.graph_emulator.reports import BOM, HEADERS, REPORTS, ReportService
 
 if TYPE_CHECKING:
     from tests.graph_emulator.http import EmulatorResponse
@@ -490,6 +499,55 @@ def test_columns_added_dropped_and_renamed() -> None:
     changed = rows_of(body)
     assert [row["Sent Count"] for row in changed] == [row["Send Count"] for row in plain]
     assert {row["Copilot Prompt Count"] for row in changed} == {""}
+
+
+def test_added_columns_can_carry_values_from_their_row() -> None:
+    service = make_service(users=40, groups=2)
+    function = "getEmailActivityUserDetail"
+    service.extra_columns[function] = ["Copilot Prompt Count"]
+    service.extra_column_values[function] = {
+        "Copilot Prompt Count": lambda row: row["Send Count"] + "0"
+    }
+    rows = fetch(service, f"{function}(period='D7')")
+    assert rows
+    assert all(row["Copilot Prompt Count"] == row["Send Count"] + "0" for row in rows)
+
+
+def served_file(service: ReportService, call: str) -> bytes:
+    """The downloaded body of one call, whether it streams or was rewritten whole."""
+    location = service.handle_call(call, request()).headers["Location"]
+    served = service.handle_download(location.removeprefix(DOWNLOAD), request())
+    assert served.status == 200
+    return served.body if isinstance(served.body, bytes) else b"".join(served.body)
+
+
+def test_file_faults_rewrite_only_the_matching_calls_download() -> None:
+    service = make_service(users=40, groups=2)
+    function = "getEmailActivityUserDetail"
+    day = REFRESH - dt.timedelta(days=1)
+    fault = FileFault(rf"\(date={day.isoformat()}\)$", empty_file, times=1)
+    service.file_faults.append(fault)
+    assert served_file(service, f"{function}(date={REFRESH.isoformat()})").startswith(BOM)
+    assert served_file(service, f"{function}(date={day.isoformat()})") == b""
+    assert fault.fired == 1
+    assert served_file(service, f"{function}(date={day.isoformat()})").startswith(BOM)  # once
+
+    plain = served_file(service, f"{function}(date={REFRESH.isoformat()})")
+    assert bom_only(plain) == BOM
+    assert blank_line_after_header(plain) == plain.split(b"\r\n", 1)[0] + b"\r\n\r\n"
+    assert html_page(plain).startswith(b"<html>")
+    assert b"\n" not in html_page(plain)  # one line
+    moved = rows_of(refresh_dates("12/02/2026")(plain))
+    assert moved
+    assert {row["Report Refresh Date"] for row in moved} == {"12/02/2026"}
+    assert [row["User Principal Name"] for row in moved] == [
+        row["User Principal Name"] for row in rows_of(plain)
+    ]
+    latin = latin1(3)(plain)
+    assert not latin.startswith(BOM)
+    with pytest.raises(UnicodeDecodeError):
+        latin.decode("utf-8")
+    assert latin.decode("latin-1").split("\r\n")[2].split(",")[1].startswith("\u00eb")
 
 
 # ------------------------------------------------------------------------------- pacing

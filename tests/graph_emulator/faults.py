@@ -17,6 +17,11 @@ the URL path, and fires on some of them:
     emu.faults.throttle(retry_after=2, retry_after_date=True)     # Retry-After as an HTTP date
     emu.faults.profile("flaky")                                   # a named set for whole syncs
 
+Report files that only look like reports are rewritten by the report service itself, per call
+(`FileFault`, with one of the rewrites below), since a download URL says nothing of its call:
+
+    emu.reports.file_faults.append(FileFault("date=2026-11-20", empty_file))
+
 `times` limits a rule to its next N firings (None: unlimited), `window` to N seconds from now,
 `skip` lets the first matches pass and `every` fires on every k-th match only. Rules fire in
 the order they were added; latency rules add up, and at most one other rule fires per request.
@@ -26,7 +31,9 @@ throttles each batch item on its own).
 
 from __future__ import annotations
 
+import csv
 import email.utils
+import io
 import json
 import re
 import threading
@@ -359,3 +366,85 @@ def malformed_csv(body: bytes | Iterable[bytes], fraction: float) -> bytes:
     if cut < 0:
         cut = raw.find(b"\n")
     return raw[: cut + 1] + b'"' + raw[cut + 1 :]
+
+
+# --------------------------------------------------------------------------------------------
+# Report files that only look like reports (issue 12): rewrites of a downloaded CSV body.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileFault:
+    """Rewrite the downloaded file of report calls whose text (`getX(date=...)`) matches `call`
+    (a regular expression searched in it), on the next `times` matches (None: every one)."""
+
+    call: str
+    rewrite: Callable[[bytes], bytes]
+    times: int | None = None
+    fired: int = 0
+
+    def take(self, call: str) -> bool:
+        """Whether the fault applies to this call's download (counting it when it does)."""
+        if (self.times is not None and self.fired >= self.times) or not re.search(self.call, call):
+            return False
+        self.fired += 1
+        return True
+
+
+_BOM = "\ufeff".encode()
+
+
+def empty_file(_body: bytes) -> bytes:
+    """A 0-byte body answered 200."""
+    return b""
+
+
+def bom_only(_body: bytes) -> bytes:
+    """Only the UTF-8 byte order mark."""
+    return _BOM
+
+
+def blank_line_after_header(body: bytes) -> bytes:
+    """The header, then a blank line where the rows should be."""
+    header = body.split(b"\r\n", 1)[0]
+    return header + b"\r\n\r\n"
+
+
+def html_page(_body: bytes) -> bytes:
+    """A one-line HTML page answered 200 (a captive portal or a filtering proxy)."""
+    return b"<html><head><title>Access denied</title></head><body>Blocked</body></html>"
+
+
+def refresh_dates(value: str | Callable[[str], str]) -> Callable[[bytes], bytes]:
+    """Every row's Report Refresh Date replaced by `value` (or `value(old)`)."""
+
+    def rewrite(body: bytes) -> bytes:
+        lines = body.decode("utf-8-sig").split("\r\n")
+        index = next(csv.reader([lines[0]])).index("Report Refresh Date")
+        out = [lines[0]]
+        for line in lines[1:]:
+            if not line:
+                out.append(line)
+                continue
+            cells = next(csv.reader([line]))
+            old = cells[index]
+            cells[index] = value(old) if callable(value) else value
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="").writerow(cells)
+            out.append(buffer.getvalue())
+        return _BOM + "\r\n".join(out).encode()
+
+    return rewrite
+
+
+def latin1(line: int) -> Callable[[bytes], bytes]:
+    """The file re-encoded as Latin-1 (no BOM), with an 'ë' added to the second cell of `line`
+    (1-based, the header is line 1) so at least that line is not UTF-8."""
+
+    def rewrite(body: bytes) -> bytes:
+        lines = body.decode("utf-8-sig").split("\r\n")
+        first, _, rest = lines[line - 1].partition(",")
+        lines[line - 1] = f"{first},\u00eb{rest}"
+        return "\r\n".join(lines).encode("latin-1", errors="replace")
+
+    return rewrite

@@ -69,6 +69,7 @@ from tests.graph_emulator.activity import ActivityModel, Subject, object_key
 from tests.graph_emulator.http import EmulatorResponse, graph_date, graph_error, json_response
 
 if TYPE_CHECKING:
+    from tests.graph_emulator.faults import FileFault
     from tests.graph_emulator.http import EmulatorRequest
 
 
@@ -1422,6 +1423,7 @@ class _PendingDownload:
     concealed: bool
     etag: str
     expires_at: float
+    call: str = ""  # the function call as sent, e.g. "getEmailActivityUserDetail(date=...)"
 
 
 class _InvalidCallError(Exception):
@@ -1462,7 +1464,10 @@ class ReportService:
     - `extra_rows` (0): add this many synthetic licensed users (user reports) or groups/sites
       (site and group reports) to every report, generated lazily: a 200,000-row report streams.
     - `extra_columns` / `dropped_columns` / `renamed_columns`: per function, simulate Graph adding,
-      removing or renaming columns (additions are appended, with empty values).
+      removing or renaming columns (additions are appended, with empty values, or with
+      `extra_column_values[function][column](row)` computed from the row's documented cells).
+    - `file_faults`: `FileFault`s (faults.py) that rewrite the downloaded file of matching calls
+      (an empty body, a lone BOM, an HTML page answered 200, a Latin-1 file, ...).
     - `calls_per_window` (14), `tenant_calls_per_window` (40), `window_seconds` (600, emulated),
       `download_ttl_seconds` (300, emulated): all emulated seconds are multiplied by time_scale.
     - `clock`: the time source (time.monotonic); tests may replace it.
@@ -1486,6 +1491,8 @@ class ReportService:
         self.extra_columns: dict[str, list[str]] = {}
         self.dropped_columns: dict[str, set[str]] = {}
         self.renamed_columns: dict[str, dict[str, str]] = {}
+        self.extra_column_values: dict[str, dict[str, Callable[[Mapping[str, str]], str]]] = {}
+        self.file_faults: list[FileFault] = []
         self.calls_per_window = 14
         self.tenant_calls_per_window = 40
         self.window_seconds = 600.0
@@ -1599,6 +1606,7 @@ class ReportService:
         except _InvalidCallError as error:
             return graph_error(error.status, error.code, error.message, request)
         pending = self._prepare(definition, window, now)
+        pending.call = f"{definition.name}({params})"
         headers = {"request-id": request.request_id, "client-request-id": request.client_request_id}
         if request.headers.get("if-none-match", "").strip() == pending.etag:
             return EmulatorResponse(304, {**headers, "ETag": pending.etag})
@@ -1797,10 +1805,14 @@ class ReportService:
                 b"The download link is invalid or has expired.",
             )
         else:
+            body: bytes | Iterator[bytes] = self._stream(pending)
+            fault = next((f for f in self.file_faults if f.take(pending.call)), None)
+            if fault is not None:
+                body = fault.rewrite(b"".join(self._stream(pending)))
             response = EmulatorResponse(
                 200,
                 {"Content-Type": "application/octet-stream", "ETag": pending.etag},
-                self._stream(pending),
+                body,
             )
         record = DownloadRecord(path, now, response.status, authorization)
         with self._lock:
@@ -1832,10 +1844,18 @@ class ReportService:
         tenant_id = pending.snapshot.tenant_id
         sources = pending.sources
         hidden = [source in CONCEALED_COLUMNS for source in sources] if pending.concealed else None
+        valued = self.extra_column_values.get(pending.definition.name, {})
+        computed = [
+            (index, valued[column])
+            for index, (column, source) in enumerate(zip(pending.columns, sources, strict=True))
+            if not source and column in valued
+        ]
         for row in pending.definition.rows(pending.snapshot, window):
             row["Report Refresh Date"] = refresh
             row["Report Period"] = window.report_period
             values = [row.get(source, "") for source in sources]
+            for index, value_of in computed:
+                values[index] = value_of(row)
             if hidden:
                 values = [
                     conceal(tenant_id, v) if h else v for v, h in zip(values, hidden, strict=True)

@@ -278,7 +278,10 @@ def test_definition_schema() -> None:
         "send_count",
         "assigned_products",
         "windows",
+        "extra_columns",  # columns the tap does not know (issue 12)
     ]
+    assert properties["extra_columns"]["type"] == ["object", "null"]
+    assert properties["extra_columns"]["additionalProperties"] == {"type": ["string", "null"]}
     assert properties["report_date"]["type"] == ["string"]  # required: never null
     assert properties["report_date"]["format"] == "date"
     assert "the `date=` requested" in properties["report_date"]["description"]
@@ -323,7 +326,7 @@ def test_every_report_is_consistent(definition: ReportDefinition) -> None:
     assert set(definition.types) <= set(definition.columns), "an exception names no column"
     assert definition.columns[0] == "Report Refresh Date"
     assert definition.key_properties[0] == "report_date"
-    assert set(definition.schema["properties"]) == {"report_date", *names}
+    assert set(definition.schema["properties"]) == {"report_date", "extra_columns", *names}
 
 
 def test_stream_names_are_unique() -> None:
@@ -351,7 +354,8 @@ def test_plan_of_the_documented_header() -> None:
     assert converters["is_deleted"]("False") is False
     assert converters["assigned_products"]("A+B") == ["A", "B"]
     assert converters["windows"]("3") == 3
-    assert (plan.unknown, plan.missing, plan.absent) == ([], [], {})
+    assert (plan.unknown, plan.repeated, plan.missing) == ([], [], [])
+    assert plan.absent == {"extra_columns": None}  # no unknown column: null in every record
     assert plan.width == 6
     assert plan.key == ["user_principal_name"]
     assert plan.names == ["user_principal_name"]
@@ -367,7 +371,7 @@ def test_plan_follows_the_served_order_and_spelling() -> None:
         (3, "send_count"),
     ]
     assert plan.missing == ["Is Deleted", "Assigned Products"]
-    assert plan.absent == {"is_deleted": None, "assigned_products": None}
+    assert plan.absent == {"is_deleted": None, "assigned_products": None, "extra_columns": None}
     assert plan.width == 4
 
 
@@ -375,6 +379,8 @@ def test_plan_names_unknown_columns_and_skips_report_date() -> None:
     header = [*EXAMPLE.columns, " Copilot Chat Count ", "Report Date"]
     plan = ColumnPlan(EXAMPLE, header)
     assert plan.unknown == ["Copilot Chat Count"]
+    assert plan.extra_cells == [(6, "copilot_chat_count")]  # its values go to extra_columns
+    assert "extra_columns" not in plan.absent
     assert plan.width == 8
     assert plan.missing == []
 
@@ -386,7 +392,8 @@ def test_plan_reads_a_duplicate_column_once_and_names_the_repeat() -> None:
         (0, "report_refresh_date"),
         (2, "send_count"),
     ]
-    assert plan.unknown == ["Send Count"]
+    assert plan.repeated == ["Send Count"]  # a repeat, not a column the tap does not know
+    assert plan.unknown == []
 
 
 def test_plan_without_the_key_column() -> None:
@@ -400,7 +407,7 @@ def test_plan_without_the_key_column() -> None:
 def test_plan_of_an_empty_header() -> None:
     plan = ColumnPlan(EXAMPLE, [])
     assert plan.missing == list(EXAMPLE.columns)
-    assert plan.absent == dict.fromkeys(EXAMPLE.column_types)
+    assert plan.absent == {**dict.fromkeys(EXAMPLE.column_types), "extra_columns": None}
     assert (plan.text_cells, plan.typed_cells, plan.unknown, plan.width) == ([], [], [], 0)
 
 

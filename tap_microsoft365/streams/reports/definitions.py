@@ -15,6 +15,10 @@ Stream names, columns and types follow from that entry; adding a report is addin
   request per day). For the period-only mailbox report (a `period='D7'` snapshot) and the
   parameterless activations report, the snapshot's Report Refresh Date: the last day Graph had
   processed when it built the file. It is the replication key and leads the primary key.
+- `extra_columns`: every column a file has that the report's documented header lacks (Microsoft
+  adds columns every year), as an object of snake_cased column name -> cell text (null when
+  empty), null when the file has no such column. Known renames (`aliases`) map to the documented
+  column's property instead.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class ReportDefinition:
     # Where the function lives, relative to Graph's version (`/v1.0/`); empty: under
     # `reports/` (the Copilot reports, for one, live under `copilot/reports/`).
     function_path: str = ""
+    # Other names Graph serves for a documented column (served header -> documented header).
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def url_path(self) -> str:
@@ -126,6 +132,11 @@ class ReportDefinition:
             snake_case(column): self.types.get(column, conventional_type(column))
             for column in self.columns
         }
+
+    @property
+    def alias_properties(self) -> dict[str, str]:
+        """Snake-cased served name -> the documented column's property, for known renames."""
+        return {snake_case(served): snake_case(column) for served, column in self.aliases.items()}
 
     @property
     def key_properties(self) -> tuple[str, ...]:
@@ -158,9 +169,24 @@ class ReportDefinition:
             properties.append(
                 th.Property(snake_case(column), wrapped, description=f"CSV column '{column}'.")
             )
+        properties.append(
+            th.Property(
+                EXTRA_COLUMNS,
+                th.CustomType(
+                    {
+                        "type": ["object", "null"],
+                        "additionalProperties": {"type": ["string", "null"]},
+                    }
+                ),
+                description="Columns the file has that this tap does not know (Microsoft adds "
+                "columns every year): snake_cased column name -> cell text (null when empty); "
+                "null when the file has none.",
+            )
+        )
         return th.PropertiesList(*properties).to_dict()
 
 
+EXTRA_COLUMNS = "extra_columns"
 DAILY = Parameters.DATE_OR_PERIOD
 UPN = ("User Principal Name",)
 
@@ -376,6 +402,9 @@ REPORTS: tuple[ReportDefinition, ...] = (
         "Exchange Mailbox Storage Used (Byte),SharePoint Total File Count,"
         "SharePoint Site Storage Used (Byte),Group Id,Report Period",
         "Per Microsoft 365 group: mail, files, storage and Viva Engage activity.",
+        # The page's example line says Guest Count, its column list External Member Count
+        # (https://learn.microsoft.com/graph/api/reportroot-getoffice365groupsactivitydetail).
+        aliases={"External Member Count": "Guest Count"},
     ),
     # https://learn.microsoft.com/graph/api/reportroot-getteamsteamactivitydetail?view=graph-rest-1.0
     # (period or date=, the date within the past 30 days). The page's column list spells

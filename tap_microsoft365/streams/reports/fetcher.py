@@ -16,10 +16,15 @@ One report's work:
 2. For reports that take `date=`: one call per day, from the day after the bookmark (or
    `start_date`) through that refresh date, never older than the 28 days Graph keeps (the oldest
    one is skipped: it may age out while the run is underway). A day after the refresh date is not
-   asked for: it is fetched by a later run. A header-only file for a processed day is a day
-   without rows, delivered as such.
+   asked for: it is fetched by a later run. A file that is the report's header alone is a day
+   without rows, delivered as such; a file that only looks empty (0 bytes, a lone BOM, an HTML
+   page, a blank line after the header, a first row without a YYYY-MM-DD Report Refresh Date)
+   fails the day, which the stream then does not bookmark (`BadReportFileError`).
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
+
+A bookmark after Graph's refresh date (`2099-01-01` in a state edited by hand) is ignored with a
+warning (the days are fetched as if there were none), never waited for.
 
 Each call answers `302 Found` with a short-lived pre-authenticated URL on another host (some,
 such as the Copilot reports, answer 200 with the file). The URL is followed by hand on a
@@ -38,6 +43,7 @@ import csv
 import gzip
 import io
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -143,6 +149,39 @@ def due_days(
         candidates.append(start_date)
     first = max(candidates)
     return [first + timedelta(days=n) for n in range((refresh - first).days + 1)]
+
+
+_ISO_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:$|[T ])")
+
+
+def iso_day(cell: str) -> date | None:
+    """A YYYY-MM-DD date (a time may follow), or None when the text is not one."""
+    match = _ISO_DAY.match(cell)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+PASSING = (
+    "running again helps if the fault was passing; if it repeats, something between the tap "
+    "and Microsoft (a proxy or content filter) is answering for the report download host: "
+    "let those downloads through untouched"
+)
+NEW_FORMAT = (
+    "running again will not help until tap-microsoft365 reads this format: upgrade it, or "
+    "report the file's first two lines to tap-microsoft365"
+)
+
+
+class BadReportFileError(ValueError):
+    """A downloaded report file that is not a well-formed CSV report (what is wrong with it)."""
+
+    def __init__(self, problem: str, advice: str) -> None:
+        super().__init__(problem)
+        self.advice = advice  # whether running again can help, and what else to do
 
 
 def parse_day(value: Any) -> date | None:
@@ -440,6 +479,8 @@ class ReportFetcher:
                 job.definition.function,
             )
             return
+        if job.bookmark and job.bookmark > probe.refresh:
+            self._ignore_bookmark(job, probe.refresh)
         days = due_days(
             bookmark=job.bookmark,
             start_date=self.start_date,
@@ -511,9 +552,12 @@ class ReportFetcher:
             job.due = 1
         bookmark = job.bookmark
         params = "period='D7'" if job.definition.parameters is Parameters.PERIOD else ""
+        # A refresh date before the bookmark means the bookmark is impossible: fetched too.
         outcome = self._call(
-            job, params, keep=lambda refresh: bookmark is None or refresh > bookmark
+            job, params, keep=lambda refresh: bookmark is None or refresh != bookmark
         )
+        if bookmark and outcome.refresh and outcome.refresh < bookmark:
+            self._ignore_bookmark(job, outcome.refresh)
         if outcome.refresh is None:
             self.logger.info("%s: Graph's report holds no rows; nothing to fetch", job.name)
             self._finish_one(job)
@@ -526,6 +570,33 @@ class ReportFetcher:
             self._finish_one(job)
         else:
             self._deliver(job, Delivery(outcome.refresh, outcome.path, size=outcome.size))
+
+    def _ignore_bookmark(self, job: Job, refresh: date) -> None:
+        """A bookmark after the last day Graph has processed (a state edited by hand or restored
+        from elsewhere, or Graph's processing went back): waiting for Graph to pass it could
+        stall the stream (2099-01-01 for ever), so it is ignored, with a warning."""
+        assert job.bookmark is not None  # noqa: S101 - checked by the callers
+        if job.definition.is_daily:
+            since = (
+                f"start_date {self.start_date.isoformat()}"
+                if self.start_date
+                else "the oldest day Graph keeps (28 days)"
+            )
+            fallback = f"fetching again from {since}"
+        else:
+            fallback = "fetching the snapshot again"
+        self.logger.warning(
+            "%s: the bookmark in the state (report_date %s) is after the last day Graph has "
+            "processed (%s): a state edited by hand or from another tenant, or Graph's "
+            "processing went back; waiting for Graph to pass it could stall the stream for "
+            "good, so it is ignored, %s; rows are upserted by their key, none duplicated, and "
+            "the bookmark is replaced by the days delivered",
+            job.name,
+            job.bookmark.isoformat(),
+            refresh.isoformat(),
+            fallback,
+        )
+        job.bookmark = None
 
     def _finish_one(self, job: Job) -> None:
         with self._cond:
@@ -578,6 +649,8 @@ class ReportFetcher:
                     job.pacer.finish()
                 try:
                     return self._answer(job, response, keep)
+                except BadReportFileError as bad:
+                    raise GraphAPIError(self._bad_file_line(job, params, bad)) from None
                 except Retry as retry:
                     if retry.status == 401:
                         if renewed_token:
@@ -743,12 +816,14 @@ class ReportFetcher:
         """Read the header and first row; spool the whole file if `keep(refresh date)`."""
         chunks = response.iter_content(CHUNK_BYTES)
         head = bytearray()
+        whole = True  # the body ended within `head`
         try:
             for chunk in chunks:
                 head += chunk
                 if head.count(b"\n") >= 2:
+                    whole = False
                     break
-            refresh = self._first_refresh_date(job, bytes(head))
+            refresh = self._first_refresh_date(job, bytes(head), whole=whole)
             if refresh is None or not keep(refresh):
                 return Outcome(refresh=refresh)
             assert self._spool is not None  # noqa: S101 - set when the run's reports start
@@ -767,24 +842,77 @@ class ReportFetcher:
         return Outcome(refresh=refresh, path=path, size=path.stat().st_size)
 
     @staticmethod
-    def _first_refresh_date(job: Job, head: bytes) -> date | None:
-        """The Report Refresh Date of the first data row, or None for a header-only file."""
+    def _first_refresh_date(job: Job, head: bytes, *, whole: bool) -> date | None:
+        """The Report Refresh Date of the first data row, or None for a header-only file.
+
+        A file only counts as header-only when its one line is the report's header (Report
+        Refresh Date, the key columns and at least half the documented ones: Microsoft adds,
+        renames and drops a few): an empty body, a lone byte order mark, an HTML page, another
+        report's header, a blank line after the header, or a first row without a YYYY-MM-DD
+        Report Refresh Date are not "a day without rows" (`BadReportFileError`).
+        """
+        if not head:
+            raise BadReportFileError("is empty (0 bytes)", PASSING)
         text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(head)
+        if not text.strip():
+            bom = head.startswith(codecs.BOM_UTF8)
+            raise BadReportFileError("holds only a byte order mark" if bom else "is blank", PASSING)
         rows = csv.reader(io.StringIO(text, newline=""))
-        header = next(rows, None)
-        first = next(rows, None)
-        if not header or not first:
-            return None
+        header = next(rows, None) or []
         names = [snake_case(column) for column in header]
-        if "report_refresh_date" not in names:
-            msg = (
-                f"{job.name}: {job.definition.function}'s file has no Report Refresh Date column "
-                "(is it a CSV report at all? a proxy may have answered), so the days Graph has "
-                "processed are unknown"
+        aliases = job.definition.alias_properties
+        names = [aliases.get(name, name) for name in names]
+        wanted = ["report_refresh_date", *(snake_case(column) for column in job.definition.key)]
+        if not all(name in names for name in wanted):
+            shown = text.strip().splitlines()[0][:80]
+            page = " (an HTML page)" if shown.lstrip().startswith("<") else ""
+            raise BadReportFileError(
+                f"does not start with the report's header{page}: it starts {shown!r}",
+                PASSING,
             )
-            raise GraphAPIError(msg)
+        documented = {snake_case(column) for column in job.definition.columns}
+        known = documented.intersection(names)
+        if len(known) * 2 < len(documented):  # another report's file, not drift in this one's
+            raise BadReportFileError(
+                f"has only {len(known)} of the report's {len(documented)} documented columns, "
+                "so it is not this report's file",
+                PASSING,
+            )
+        first = next(rows, None)
+        if first is None:
+            if whole:
+                return None  # the report's header alone: a day without rows
+            raise BadReportFileError("has a header whose line never ends", PASSING)
+        if not first or (len(first) == 1 and not first[0].strip()):
+            raise BadReportFileError("has a blank line after its header", PASSING)
         index = names.index("report_refresh_date")
-        return parse_day(first[index]) if index < len(first) else None
+        cell = first[index].strip() if index < len(first) else ""
+        if not cell:
+            raise BadReportFileError("has a first row without a Report Refresh Date", PASSING)
+        refresh = iso_day(cell)
+        if refresh is None:
+            raise BadReportFileError(
+                f"has a first row whose Report Refresh Date {cell!r} is not a YYYY-MM-DD date",
+                NEW_FORMAT,
+            )
+        return refresh
+
+    def _bad_file_line(self, job: Job, params: str, bad: BadReportFileError) -> str:
+        """One line: which report, which day, what is wrong, what happens and what to do."""
+        function = job.definition.function
+        if params.startswith("date="):
+            day = params.removeprefix("date=")
+            what = f"{function}'s file for {day}"
+            consequence = (
+                f"{day} is not bookmarked (nor any later day) and is fetched again next run"
+            )
+        elif job.definition.is_daily:
+            what = f"{function}'s file for the last 7 days (which says the days Graph processed)"
+            consequence = "no day is bookmarked; they are fetched next run"
+        else:
+            what = f"{function}'s snapshot file"
+            consequence = "the snapshot is not bookmarked and is fetched again next run"
+        return f"{job.name}: {what} {bad}, not a well-formed report: {consequence}; {bad.advice}"
 
     # -- progress ----------------------------------------------------------------------------
 
@@ -842,11 +970,13 @@ class ReportFetcher:
 
 
 __all__ = [
+    "BadReportFileError",
     "Delivery",
     "Pacer",
     "ReportFetcher",
     "ReportSource",
     "due_days",
+    "iso_day",
     "oldest_requestable_day",
     "parse_day",
 ]

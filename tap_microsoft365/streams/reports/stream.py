@@ -3,11 +3,14 @@
 Records come from the files `ReportFetcher` (fetcher.py) fetched and spooled, one file per report
 day (or one snapshot), delivered in ascending day order. Cells become typed values by the
 column's type (definitions.py); the bookmark (`report_date`) moves only when a whole day has been
-emitted, so it never passes a day that was not delivered.
+emitted, so it never passes a day that was not delivered. A file that cannot be read to its end
+(not UTF-8, malformed CSV) stops the stream before its day is bookmarked. Columns the tap does not
+know go to each record's `extra_columns`, decided once per file (`ColumnPlan`).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import re
@@ -21,6 +24,7 @@ from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
 from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
 from tap_microsoft365.streams.reports.definitions import (
+    EXTRA_COLUMNS,
     ColumnType,
     ReportDefinition,
     snake_case,
@@ -29,6 +33,7 @@ from tap_microsoft365.tenants import CONTEXT_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
+    from pathlib import Path
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
@@ -105,7 +110,7 @@ def _to_date(cell: str) -> str:
         raise BadCell(cell)
     day = match.group(1)
     try:
-        date.fromisoformat(day)  # the shape alone lets 2026-02-30 through
+        date.fromisoformat(day)  # 2026-02-30, 2026-13-01 and 0000-00-00 are no days
     except ValueError:
         raise BadCell(cell) from None
     return day
@@ -162,26 +167,42 @@ CONCEALMENT_SAMPLE = 50  # rows of each file checked for concealed names
 
 
 class ColumnPlan:
-    """How the columns of one served CSV header map to the stream's properties."""
+    """How the columns of one served CSV header map to the stream's properties.
+
+    Decided once per file: a documented column (or a known rename of one) fills its property;
+    a column this tap does not know goes to `extra_columns` under its snake_cased name; a column
+    served twice is read from its first occurrence.
+    """
 
     def __init__(self, definition: ReportDefinition, header: list[str]) -> None:
         types = definition.column_types
+        aliases = definition.alias_properties
         self.text_cells: list[tuple[int, str]] = []
         self.typed_cells: list[tuple[int, str, Callable[[str], Any]]] = []
         self.unknown: list[str] = []
+        self.repeated: list[str] = []
+        self.extra_cells: list[tuple[int, str]] = []  # unknown columns -> extra_columns keys
         served: set[str] = set()
         for index, column in enumerate(header):
             name = snake_case(column)
-            if name in types and name not in served:
+            name = aliases.get(name, name) or f"column_{index + 1}"  # a column without a name
+            shown = column.strip() or f"(unnamed column {index + 1})"
+            if name in served:
+                self.repeated.append(shown)
+            elif name in types:
                 served.add(name)
                 if types[name] is ColumnType.STRING:
                     self.text_cells.append((index, name))
                 else:
                     self.typed_cells.append((index, name, CONVERTERS[types[name]]))
             elif name != "report_date":
-                self.unknown.append(column.strip())
+                served.add(name)
+                self.unknown.append(shown)
+                self.extra_cells.append((index, name))
         self.missing = [column for column in definition.columns if snake_case(column) not in served]
         self.absent = {name: None for name in types if name not in served}
+        if not self.extra_cells:
+            self.absent[EXTRA_COLUMNS] = None
         self.width = len(header)
         self.key = [snake_case(column) for column in definition.key]
         self.names = [name for name in NAME_COLUMNS if name in served]
@@ -288,6 +309,11 @@ class ReportStream(GraphStream):
         Records do not move the bookmark (`bookmarks_follow_records`): a run stopped in the
         middle of a day resumes with that whole day.
         """
+        stored = self.bookmark
+        if stored is not None and stored > day:
+            # A bookmark after the days Graph has processed, which the fetcher ignored
+            # (fetcher.py `_ignore_bookmark`): replaced, or it would stall the stream for ever.
+            self.get_context_state(self._context).pop("replication_key_value", None)
         self.state_manager.increment_state(
             {self.replication_key: day.isoformat()},
             context=self._context,
@@ -321,16 +347,34 @@ class ReportStream(GraphStream):
                         watch = 0 if self._concealed(plan, record) else watch - 1
                     yield record
             except (csv.Error, UnicodeDecodeError) as exc:
-                what = (
-                    "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "is malformed"
-                )
-                msg = (
-                    f"{self.name}: the CSV file of {self.definition.function} for {report_date} "
-                    f"{what} (line {reader.line_num}: {exc}): it was damaged in transit or by a "
-                    "proxy; run again (the day is not bookmarked, so it is fetched again)"
-                )
-                raise GraphAPIError(msg) from None
+                raise GraphAPIError(self._unreadable(delivery, exc, reader.line_num)) from None
         delivery.discard()
+
+    def _unreadable(
+        self, delivery: Delivery, exc: csv.Error | UnicodeDecodeError, line: int
+    ) -> str:
+        """The one line for a spooled file that cannot be read to its end."""
+        day = delivery.report_date.isoformat()
+        file = f"{self.name}: the CSV file of {self.definition.function} for {day}"
+        consequence = (
+            f"{day} is not bookmarked (nor any later day) and is fetched again next run (rows "
+            "sent before the fault are sent again; targets upsert them by key)"
+        )
+        if isinstance(exc, UnicodeDecodeError):
+            assert delivery.path is not None  # noqa: S101 - the file being read
+            line = _first_undecodable_line(delivery.path)
+            return (
+                f"{file} is not UTF-8 text (line {line}: byte 0x{exc.object[exc.start]:02x} "
+                f"is not UTF-8; Graph serves UTF-8, so it was re-encoded on the way, e.g. as "
+                f"Latin-1): {consequence}; running again helps only if that was a passing "
+                "fault: if it repeats, a proxy or content filter rewrites the report download: "
+                "let those downloads through untouched"
+            )
+        return (
+            f"{file} is malformed (line {line}: {exc}): it was damaged in transit or by a "
+            f"proxy; {consequence}; running again helps if the damage was passing: if it "
+            "repeats, let the report downloads through the proxy or content filter untouched"
+        )
 
     def _plan(self, header: list[str]) -> ColumnPlan:
         plan = ColumnPlan(self.definition, header)
@@ -346,16 +390,25 @@ class ReportStream(GraphStream):
         if plan.unknown:
             self._once(
                 "unknown:" + ",".join(plan.unknown),
-                "%s: Graph's %s has column(s) this tap does not know: %s; they are not "
-                "extracted (a newer tap-microsoft365 may add them)",
+                "%s: Graph's %s has column(s) this tap does not know: %s; their values are in "
+                "each record's extra_columns (keys %s)",
                 self.name,
                 self.definition.function,
                 ", ".join(plan.unknown),
+                ", ".join(name for _, name in plan.extra_cells),
+            )
+        if plan.repeated:
+            self._once(
+                "repeated:" + ",".join(plan.repeated),
+                "%s: Graph's %s repeats the column(s) %s; the first of each is read",
+                self.name,
+                self.definition.function,
+                ", ".join(plan.repeated),
             )
         if plan.missing:
             self._once(
                 "missing:" + ",".join(plan.missing),
-                "%s: Graph's %s no longer has the column(s) %s; they are null in this run",
+                "%s: Graph's %s file has no column(s) %s; they are null in this run",
                 self.name,
                 self.definition.function,
                 ", ".join(plan.missing),
@@ -369,14 +422,8 @@ class ReportStream(GraphStream):
 
     def _record(self, plan: ColumnPlan, row: list[str], report_date: str) -> dict[str, Any] | None:
         record: dict[str, Any] = {"report_date": report_date, **plan.absent}
-        if len(row) < plan.width:
-            self._once(
-                "short",
-                "%s: a row of %s has fewer cells than its header; the missing cells are null",
-                self.name,
-                self.definition.function,
-            )
-            row = row + [""] * (plan.width - len(row))
+        if len(row) != plan.width:
+            row = self._fit(plan, row, record)
         for index, name in plan.text_cells:
             record[name] = row[index].strip() or None
         for index, name, convert in plan.typed_cells:
@@ -389,6 +436,10 @@ class ReportStream(GraphStream):
             except BadCell:
                 record[name] = None
                 self._bad_cell(name)
+        if plan.extra_cells:  # columns this tap does not know (issue 12): decided per file
+            extra = {name: row[i].strip() or None for i, name in plan.extra_cells}
+            beyond = record.get(EXTRA_COLUMNS)  # cells beyond the header (`_fit`), rare
+            record[EXTRA_COLUMNS] = {**extra, **beyond} if beyond else extra
         for name in plan.key:
             if record[name] is None:
                 self._once(
@@ -399,6 +450,30 @@ class ReportStream(GraphStream):
                 )
                 return None
         return record
+
+    def _fit(self, plan: ColumnPlan, row: list[str], record: dict[str, Any]) -> list[str]:
+        """A row with fewer cells than its header, padded; one with more, cut to the header's
+        width, the cells beyond it kept in `extra_columns` (as column_<n>)."""
+        if len(row) < plan.width:
+            self._once(
+                "short",
+                "%s: a row of %s has fewer cells than its header; the missing cells are null",
+                self.name,
+                self.definition.function,
+            )
+            return row + [""] * (plan.width - len(row))
+        self._once(
+            "long",
+            "%s: a row of %s has more cells than its header; the cells beyond it are in "
+            "extra_columns as column_<n>",
+            self.name,
+            self.definition.function,
+        )
+        record[EXTRA_COLUMNS] = {
+            f"column_{index + 1}": row[index].strip() or None
+            for index in range(plan.width, len(row))
+        }
+        return row[: plan.width]
 
     def _bad_cell(self, name: str) -> None:
         self._once(
@@ -416,6 +491,18 @@ class ReportStream(GraphStream):
                 self.fetcher.report_concealment(self, name)
                 return True
         return False
+
+
+def _first_undecodable_line(path: Path) -> int:
+    """The 1-based line of a spooled file where UTF-8 decoding first fails (0: none does)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    with gzip.open(path, "rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def report_streams(
