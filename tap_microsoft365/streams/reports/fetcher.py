@@ -14,10 +14,10 @@ One report's work:
 1. A `period='D7'` call whose first row says the Report Refresh Date: the last day Graph has
    processed, learned from the data rather than assumed (the lag varies from 1 to several days).
 2. For reports that take `date=`: one call per day, from the day after the bookmark (or
-   `start_date`) through that refresh date, never older than the 28 days Graph keeps (the oldest
-   one is skipped: it may age out while the run is underway). A day after the refresh date is not
-   asked for: it is fetched by a later run. A header-only file for a processed day is a day
-   without rows, delivered as such.
+   `start_date`) through that refresh date, from the oldest of the 28 days Graph keeps (a day
+   Graph refuses as too old, counting from today, is skipped with a WARNING naming it). A day
+   after the refresh date is not asked for: it is fetched by a later run. A header-only file
+   for a processed day is a day without rows, delivered as such.
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
 
@@ -120,16 +120,16 @@ class ReportSource(Protocol):
 
 
 def oldest_requestable_day(refresh: date, graph_today: date | None) -> date:
-    """The oldest day to ask Graph for: 27 days ending at the refresh date.
+    """The oldest day to ask Graph for: 28 days before the refresh date.
 
-    Graph keeps 28 days, but does not say whether they count from today or from the refresh date;
-    both readings are honoured (today from Graph's own Date header, when it is plausible), less
-    one day that could age out while a long backfill is underway.
+    Graph keeps 28 days but does not say whether they count from today or from the refresh
+    date, so every day it may still serve is asked for, oldest first; a day it refuses as too
+    old (400 InvalidArgument) costs one call and is skipped with a WARNING naming it. Graph's
+    Date header (`graph_today`) does not narrow the range: narrowing it dropped days Graph still
+    served.
     """
-    oldest = refresh - timedelta(days=KEPT_DAYS - 2)
-    if graph_today and refresh <= graph_today <= refresh + timedelta(days=PLAUSIBLE_LAG_DAYS):
-        oldest = max(oldest, graph_today - timedelta(days=KEPT_DAYS - 2))
-    return oldest
+    del graph_today  # see above
+    return refresh - timedelta(days=KEPT_DAYS)
 
 
 def due_days(
