@@ -299,12 +299,15 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
             level=level,
             logger=stream.logger,
         )
+    # A stream that knows when its records were extracted (a report file: when it was
+    # downloaded) says so; the SDK's default is the time the message is made.
+    extracted = getattr(stream, "records_extracted_at", None) or utc_now()
     if default_map is not None:  # its transform returns the record itself
         yield singer.RecordMessage(
             stream=default_map.stream_alias,
             record=record,
             version=stream_version(stream),
-            time_extracted=utc_now(),
+            time_extracted=extracted,
         )
         return
     for stream_map in stream.stream_maps:
@@ -314,5 +317,5 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
                 stream=stream_map.stream_alias,
                 record=mapped_record,
                 version=stream_version(stream),
-                time_extracted=utc_now(),
+                time_extracted=extracted,
             )

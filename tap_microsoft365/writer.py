@@ -71,11 +71,18 @@ def encode_message(message: dict[str, Any]) -> str:
 class GraphSingerWriter(SimpleSingerWriter):
     """The SDK's writer with a faster encoder and a flush per non-RECORD message."""
 
+    _extracted: datetime.datetime | None = None
+    _extracted_text = ""
+
     def serialize_message(self, message: Message) -> str:
         data = message.to_dict()
         extracted = data.get("time_extracted")
         if extracted.__class__ is datetime.datetime:  # as `_encode_datetime` would, but once
-            data["time_extracted"] = extracted.isoformat(sep="T")
+            # The records of one report file share their extraction time: formatted once.
+            if extracted is not self._extracted:
+                self._extracted = extracted
+                self._extracted_text = extracted.isoformat(sep="T")
+            data["time_extracted"] = self._extracted_text
         return encode_message(data)
 
     def write_message(self, message: Message) -> None:

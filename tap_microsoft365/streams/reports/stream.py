@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -204,6 +204,8 @@ class ReportStream(GraphStream):
 
     # Records do not move the bookmark; `_advance_bookmark` does, per complete day.
     bookmarks_follow_records = False
+    # When the file being read was downloaded: the `time_extracted` of its records (conform.py).
+    records_extracted_at: datetime | None = None
 
     def __init__(self, tap: Tap, services: ReportServices, definition: ReportDefinition) -> None:
         self.definition = definition
@@ -282,6 +284,8 @@ class ReportStream(GraphStream):
         """The records of one spooled CSV file, row by row."""
         assert delivery.path is not None  # noqa: S101 - checked by the caller
         report_date = delivery.report_date.isoformat()
+        # The spooled file was written as it was downloaded: its records were extracted then.
+        self.records_extracted_at = datetime.fromtimestamp(delivery.path.stat().st_mtime, UTC)
         with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
             # Strict: a quote that never closes is an error, not a field swallowing the rest.
             reader = csv.reader(text, strict=True)
