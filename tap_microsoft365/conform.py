@@ -33,7 +33,7 @@ from tap_microsoft365.sdk_compat import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from singer_sdk import Stream
     from singer_sdk.mapper import StreamMap
@@ -279,7 +279,9 @@ def _default_map(stream: Stream) -> StreamMap | None:
     return only
 
 
-def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.RecordMessage]:
+def record_messages(
+    stream: Stream, record: dict[str, Any]
+) -> Generator[singer.RecordMessage, None, None]:
     """What `Stream._generate_record_messages` yields for `record`, computed faster."""
     schema = stream.effective_schema
     if not _selects_everything(stream):
