@@ -1,7 +1,7 @@
 """The benchmark: requests, records/s, memory and report pacing against the Graph emulator.
 
-    python -m bench            # ~11 minutes: a 100,000-user tenant, 100,000-row reports
-    python -m bench --quick    # ~2.5 minutes: a 10,000-user tenant, 10,000-row reports
+    python -m bench            # ~20 minutes: a 100,000-user tenant, 100,000-row reports
+    python -m bench --quick    # ~5 minutes: a 10,000-user tenant, 10,000-row reports
 
 Starts the emulator as its own process (bench/emulator.py), runs the tap (`python -m
 tap_microsoft365`) and a raw `requests` baseline (bench/baseline.py) as subprocesses, and
@@ -716,7 +716,7 @@ def machine_line() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller tenant, about 2.5 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller tenant, about 5 minutes")
     parser.add_argument(
         "--compare-only",
         action="store_true",
