@@ -593,3 +593,24 @@ def test_days_graph_refuses_as_too_old_are_skipped_with_a_warning_each() -> None
         assert days[-1] == refresh.isoformat()
         assert len(days) == 27  # every day Graph still serves
         assert bookmarks(result.last_state)[stream] == refresh.isoformat()
+
+
+def test_a_report_days_records_carry_the_time_its_file_was_downloaded() -> None:
+    stream = "email_activity_user_detail"
+    with new_emulator() as emu:
+        refresh = emu.reports.refresh_date
+        start = refresh - datetime.timedelta(days=1)
+        before = datetime.datetime.now(datetime.UTC)
+        result = sync(emu, {stream}, start_date=start.isoformat())
+        after = datetime.datetime.now(datetime.UTC)
+        assert result.exit_code == 0, result.stderr[-3000:]
+        by_day: dict[str, set[str]] = defaultdict(set)
+        for message in result.record_messages(stream):
+            by_day[message["record"]["report_date"]].add(message["time_extracted"])
+        assert sorted(by_day) == [start.isoformat(), refresh.isoformat()]
+        extracted = []
+        for day in sorted(by_day):
+            assert len(by_day[day]) == 1  # one file, one extraction time: its download's
+            extracted.append(datetime.datetime.fromisoformat(by_day[day].pop()))
+        # Downloaded during the run, oldest day first; a file's mtime has whole microseconds.
+        assert before - datetime.timedelta(seconds=1) <= extracted[0] <= extracted[1] <= after
