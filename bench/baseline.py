@@ -1,7 +1,8 @@
 """The raw baseline: plain `requests` paging the endpoints the tap pages, printing RECORD lines.
 
     python -m bench.baseline CONFIG users
-    python -m bench.baseline CONFIG report getOffice365ActiveUserDetail 2026-11-24
+    python -m bench.baseline CONFIG report reports/getOffice365ActiveUserDetail date=2026-11-24
+    python -m bench.baseline CONFIG report reports/getMailboxUsageDetail "period='D7'"
 
 No SDK, no retries, no typing: what a few lines of a script cost. The benchmark reports the tap's
 records/s as a ratio of this one's, measured against the same emulator in the same run.
@@ -43,17 +44,21 @@ def main(argv: list[str]) -> int:
                 write(json.dumps({"type": "RECORD", "stream": "users", "record": user}) + "\n")
             url = page.get("@odata.nextLink")
     else:
-        function, day = argv[2], argv[3]
+        path, params = argv[2], argv[3] if len(argv) > 3 else ""
+        stream = path.rsplit("/", 1)[-1]
         answer = session.get(
-            f"{graph}/reports/{function}(date={day})",
+            f"{graph}/{path}({params})" if params else f"{graph}/{path}",
             headers=headers,
             allow_redirects=False,
             timeout=300,
         )
-        download = requests.get(answer.headers["Location"], stream=True, timeout=300)
+        if answer.is_redirect:
+            download = requests.get(answer.headers["Location"], stream=True, timeout=300)
+        else:
+            download = answer
         lines = (line.decode("utf-8-sig") for line in download.iter_lines())
         for row in csv.DictReader(lines):
-            write(json.dumps({"type": "RECORD", "stream": function, "record": row}) + "\n")
+            write(json.dumps({"type": "RECORD", "stream": stream, "record": row}) + "\n")
     sys.stdout.flush()
     return 0
 

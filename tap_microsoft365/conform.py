@@ -33,7 +33,7 @@ from tap_microsoft365.sdk_compat import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from singer_sdk import Stream
     from singer_sdk.mapper import StreamMap
@@ -279,7 +279,9 @@ def _default_map(stream: Stream) -> StreamMap | None:
     return only
 
 
-def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.RecordMessage]:
+def record_messages(
+    stream: Stream, record: dict[str, Any]
+) -> Generator[singer.RecordMessage, None, None]:
     """What `Stream._generate_record_messages` yields for `record`, computed faster."""
     schema = stream.effective_schema
     if not _selects_everything(stream):
@@ -299,12 +301,15 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
             level=level,
             logger=stream.logger,
         )
+    # A stream that knows when its records were extracted (a report file: when it was
+    # downloaded) says so; the SDK's default is the time the message is made.
+    extracted = getattr(stream, "records_extracted_at", None) or utc_now()
     if default_map is not None:  # its transform returns the record itself
         yield singer.RecordMessage(
             stream=default_map.stream_alias,
             record=record,
             version=stream_version(stream),
-            time_extracted=utc_now(),
+            time_extracted=extracted,
         )
         return
     for stream_map in stream.stream_maps:
@@ -314,5 +319,5 @@ def record_messages(stream: Stream, record: dict[str, Any]) -> Iterator[singer.R
                 stream=stream_map.stream_alias,
                 record=mapped_record,
                 version=stream_version(stream),
-                time_extracted=utc_now(),
+                time_extracted=extracted,
             )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import json
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
     from tests.graph_emulator import GraphEmulator
 
 LOGGER = logging.getLogger("test-fast-output")
+
+
+class Text(str):
+    """A subclass of str: orjson leaves it to the fallback encoders."""
+
+    __slots__ = ()
 
 
 def sdk_conform(record: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +188,35 @@ def test_values_outside_json_go_through_the_sdk() -> None:
 def test_encoding_equals_the_sdks(message: Any) -> None:
     line = message.to_dict()
     assert encode_message(line) == serialize_json(line)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        # What a report row becomes: orjson writes it (ASCII, no float).
+        {
+            "report_date": "2026-11-24",
+            "user_principal_name": "alex@contoso.com",
+            "is_deleted": False,
+            "deleted_date": None,
+            "send_count": 2**63 - 1,
+            "assigned_products": ["MICROSOFT 365 E3", "ENTERPRISE MOBILITY + SECURITY E5"],
+        },
+        {"n": -(2**63), "big": 2**64, "nan": float("nan"), "inf": float("-inf")},
+        {"f": [0.1, 1e16, 1.5e300, -0.0, 123456789.125], "t": (1, "a")},
+        {"uuid": uuid.UUID(int=7), "escapes": '"\\/\b\f\n\r\t\x00\x7f'},
+        {"subclass": Text("x"), "when": datetime.date(2026, 11, 26)},
+    ],
+)
+def test_fast_encoding_equals_the_sdks(record: dict[str, Any]) -> None:
+    line = RecordMessage(stream="s", record=record, version=3).to_dict()
+    assert encode_message(line) == serialize_json(line)
+
+
+def test_floats_under_1e_4_keep_their_value() -> None:
+    # orjson writes 1e-05 as 0.00001: the same number, spelled without an exponent.
+    line = {"type": "RECORD", "stream": "s", "record": {"small": [1e-05, -3.5e-09, 5e-324]}}
+    assert json.loads(encode_message(line)) == json.loads(serialize_json(line))
 
 
 def test_a_nan_in_graphs_json_is_written_as_the_sdk_writes_it(emulator: GraphEmulator) -> None:

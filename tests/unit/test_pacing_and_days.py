@@ -1,4 +1,4 @@
-"""report_scheduler.py: the per-report Pacer, and which report days a run asks Graph for.
+"""streams/reports/fetcher.py: the per-report Pacer, and which report days a run asks Graph for.
 
 Graph allows 14 CSV calls per 10 minutes per report function, app and tenant
 (https://learn.microsoft.com/en-us/graph/throttling-limits#microsoft-graph-reports-service-limits).
@@ -151,20 +151,10 @@ def test_not_limited_when_a_429_outlasts_the_budget() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("graph_today", "expected"),
-    [
-        (None, REFRESH - 26 * D),  # 27 days ending at the refresh date
-        (REFRESH, REFRESH - 26 * D),
-        (REFRESH + 2 * D, REFRESH - 24 * D),  # the usual lag: today's 28 days are younger
-        (REFRESH + 14 * D, REFRESH - 12 * D),  # the longest lag still believed
-        (REFRESH + 15 * D, REFRESH - 26 * D),  # an implausible Date header is ignored
-        (REFRESH - 1 * D, REFRESH - 26 * D),  # "today" before the refresh date: ignored
-        (date(1970, 1, 1), REFRESH - 26 * D),
-    ],
-)
-def test_oldest_requestable_day(graph_today: date | None, expected: date) -> None:
-    assert oldest_requestable_day(REFRESH, graph_today) == expected
+def test_the_oldest_day_asked_for_is_28_days_before_the_refresh_date() -> None:
+    # Graph keeps 28 days without saying whether they count from today or from the refresh
+    # date: every day it may still serve is asked for, a refused one is skipped with a warning.
+    assert oldest_requestable_day(REFRESH) == REFRESH - KEPT_DAYS * D
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,16 +166,10 @@ def _span(first: date, last: date) -> list[date]:
     return [first + n * D for n in range((last - first).days + 1)]
 
 
-def test_a_first_run_backfills_every_day_graph_keeps_but_the_oldest() -> None:
-    days = due_days(bookmark=None, start_date=None, refresh=REFRESH, graph_today=REFRESH + D)
-    assert days == _span(REFRESH - 25 * D, REFRESH)
-    assert len(days) == KEPT_DAYS - 2  # Graph's today, a day after the refresh, ends it
-
-
-def test_without_a_date_header_the_window_ends_at_the_refresh_date() -> None:
-    days = due_days(bookmark=None, start_date=None, refresh=REFRESH, graph_today=None)
-    assert days == _span(REFRESH - 26 * D, REFRESH)
-    assert len(days) == KEPT_DAYS - 1
+def test_a_first_run_asks_for_every_day_graph_may_still_keep() -> None:
+    days = due_days(bookmark=None, start_date=None, refresh=REFRESH)
+    assert days == _span(REFRESH - KEPT_DAYS * D, REFRESH)
+    assert len(days) == KEPT_DAYS + 1
 
 
 @pytest.mark.parametrize(
@@ -195,14 +179,18 @@ def test_without_a_date_header_the_window_ends_at_the_refresh_date() -> None:
         (None, REFRESH - 5 * D, REFRESH - 5 * D),  # start_date itself is due
         (REFRESH - 3 * D, REFRESH - 10 * D, REFRESH - 2 * D),  # the later of the two
         (REFRESH - 10 * D, REFRESH - 3 * D, REFRESH - 3 * D),  # start_date moved forward
-        (REFRESH - 90 * D, None, REFRESH - 26 * D),  # an old bookmark: what Graph still keeps
-        (None, date(2020, 1, 1), REFRESH - 26 * D),
+        (
+            REFRESH - 90 * D,
+            None,
+            REFRESH - KEPT_DAYS * D,
+        ),  # an old bookmark: what Graph still keeps
+        (None, date(2020, 1, 1), REFRESH - KEPT_DAYS * D),
     ],
 )
 def test_due_days_start_after_the_bookmark_or_at_start_date(
     bookmark: date | None, start_date: date | None, first: date
 ) -> None:
-    days = due_days(bookmark=bookmark, start_date=start_date, refresh=REFRESH, graph_today=None)
+    days = due_days(bookmark=bookmark, start_date=start_date, refresh=REFRESH)
     assert days == _span(first, REFRESH)
 
 
@@ -217,15 +205,11 @@ def test_due_days_start_after_the_bookmark_or_at_start_date(
 def test_nothing_is_due_after_the_refresh_date(
     bookmark: date | None, start_date: date | None
 ) -> None:
-    assert (
-        due_days(bookmark=bookmark, start_date=start_date, refresh=REFRESH, graph_today=None) == []
-    )
+    assert due_days(bookmark=bookmark, start_date=start_date, refresh=REFRESH) == []
 
 
 def test_a_single_new_day() -> None:
-    days = due_days(
-        bookmark=REFRESH - D, start_date=None, refresh=REFRESH, graph_today=REFRESH + 2 * D
-    )
+    days = due_days(bookmark=REFRESH - D, start_date=None, refresh=REFRESH)
     assert days == [REFRESH]
 
 

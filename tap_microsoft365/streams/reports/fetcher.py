@@ -14,12 +14,13 @@ One report's work:
 1. A `period='D7'` call whose first row says the Report Refresh Date: the last day Graph has
    processed, learned from the data rather than assumed (the lag varies from 1 to several days).
 2. For reports that take `date=`: one call per day, from the day after the bookmark (or
-   `start_date`) through that refresh date, never older than the 28 days Graph keeps (the oldest
-   one is skipped: it may age out while the run is underway). A day after the refresh date is not
-   asked for: it is fetched by a later run. A file that is the report's header alone is a day
-   without rows, delivered as such; a file that only looks empty (0 bytes, a lone BOM, an HTML
-   page, a blank line after the header, a first row without a YYYY-MM-DD Report Refresh Date)
-   fails the day, which the stream then does not bookmark (`BadReportFileError`).
+   `start_date`) through that refresh date, from the oldest of the 28 days Graph keeps (a day
+   Graph refuses as too old, counting from today, is skipped with a WARNING naming it). A day
+   after the refresh date is not asked for: it is fetched by a later run. A file that is the
+   report's header alone is a day without rows, delivered as such; a file that only looks empty
+   (0 bytes, a lone BOM, an HTML page, a blank line after the header, a first row without a
+   YYYY-MM-DD Report Refresh Date) fails the day, which the stream then does not bookmark
+   (`BadReportFileError`).
 3. For snapshot reports (period-only or parameterless): one call; nothing is delivered when its
    refresh date has not moved since the last run.
 
@@ -51,7 +52,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -94,7 +94,6 @@ LOGGER_NAME = "tap-microsoft365"
 CALLS_PER_WINDOW = 14  # Graph's documented CSV limit per report function, app and tenant
 WINDOW_SECONDS = 600.0
 KEPT_DAYS = 28  # Graph rejects dates older than this (400 InvalidArgument)
-PLAUSIBLE_LAG_DAYS = 14  # a Date header further than this from the refresh date is ignored
 PROGRESS_INTERVAL_SECONDS = 5.0
 PROGRESS_REPEAT_SECONDS = 60.0
 CHUNK_BYTES = 256 * 1024
@@ -125,24 +124,20 @@ class ReportSource(Protocol):
         ...
 
 
-def oldest_requestable_day(refresh: date, graph_today: date | None) -> date:
-    """The oldest day to ask Graph for: 27 days ending at the refresh date.
+def oldest_requestable_day(refresh: date) -> date:
+    """The oldest day to ask Graph for: 28 days before the refresh date.
 
-    Graph keeps 28 days, but does not say whether they count from today or from the refresh date;
-    both readings are honoured (today from Graph's own Date header, when it is plausible), less
-    one day that could age out while a long backfill is underway.
+    Graph keeps 28 days but does not say whether they count from today or from the refresh
+    date, so every day it may still serve is asked for, oldest first; a day it refuses as too
+    old (400 InvalidArgument) costs one call and is skipped with a WARNING naming it. Graph's
+    Date header does not narrow the range: narrowing it dropped days Graph still served.
     """
-    oldest = refresh - timedelta(days=KEPT_DAYS - 2)
-    if graph_today and refresh <= graph_today <= refresh + timedelta(days=PLAUSIBLE_LAG_DAYS):
-        oldest = max(oldest, graph_today - timedelta(days=KEPT_DAYS - 2))
-    return oldest
+    return refresh - timedelta(days=KEPT_DAYS)
 
 
-def due_days(
-    *, bookmark: date | None, start_date: date | None, refresh: date, graph_today: date | None
-) -> list[date]:
+def due_days(*, bookmark: date | None, start_date: date | None, refresh: date) -> list[date]:
     """The days to fetch, oldest first: after the bookmark (or from start_date) to the refresh."""
-    candidates = [oldest_requestable_day(refresh, graph_today)]
+    candidates = [oldest_requestable_day(refresh)]
     if bookmark:
         candidates.append(bookmark + timedelta(days=1))
     if start_date:
@@ -302,7 +297,6 @@ class Outcome:
     refresh: date | None = None  # the first row's Report Refresh Date; None: header only
     path: Path | None = None
     size: int = 0
-    graph_today: date | None = None
     not_kept: bool = False  # Graph no longer keeps the day (400 InvalidArgument)
 
 
@@ -485,7 +479,6 @@ class ReportFetcher:
             bookmark=job.bookmark,
             start_date=self.start_date,
             refresh=probe.refresh,
-            graph_today=probe.graph_today,
         )
         if job.stream.ABORT_AT_RECORD_COUNT is not None:
             days = days[-1:]  # a dry run (--test): one day shows the stream works
@@ -505,7 +498,7 @@ class ReportFetcher:
 
     def _log_plan(self, job: Job, probe: Outcome, days: list[date]) -> None:
         assert probe.refresh is not None  # noqa: S101 - checked by the caller
-        oldest = oldest_requestable_day(probe.refresh, probe.graph_today)
+        oldest = oldest_requestable_day(probe.refresh)
         after = job.bookmark + timedelta(days=1) if job.bookmark else None
         if after and self.start_date:
             after = max(after, self.start_date)  # days before start_date are not wanted
@@ -720,19 +713,14 @@ class ReportFetcher:
     ) -> Outcome:
         status = response.status_code
         stream = job.stream
-        graph_today = self._graph_today(response)
         if status in {301, 302, 303, 307, 308}:
             location = response.headers.get("Location")
             if not location:
                 msg = f"{job.name}: Graph answered {status} without a download location"
                 raise Retry(msg)
-            outcome = self._download(job, urljoin(response.url, location), keep)
-            outcome.graph_today = graph_today
-            return outcome
+            return self._download(job, urljoin(response.url, location), keep)
         if status == 200:  # served directly (no redirect): the body is the file
-            outcome = self._save(job, response, keep)
-            outcome.graph_today = graph_today
-            return outcome
+            return self._save(job, response, keep)
         if is_html(response):  # a proxy's page, not Graph's error (its 403 is no permission)
             page = describe_unparsable(response, job.name)
             if status in {429, 500, 502, 503, 504}:
@@ -741,7 +729,7 @@ class ReportFetcher:
         code, message = graph_error_fields(response)
         line = error_line(job.name, response, code, message)
         if status == 400 and code == "InvalidArgument" and "28 days" in message:
-            return Outcome(not_kept=True, graph_today=graph_today)
+            return Outcome(not_kept=True)
         if status == 403 and (
             code in PERMISSION_CODES
             or "S2SUnauthorized" in message
@@ -767,16 +755,6 @@ class ReportFetcher:
         if status in {401, 500, 502, 503, 504}:
             raise Retry(line, response=response, host=self.transport.host)
         raise GraphAPIError(line)
-
-    @staticmethod
-    def _graph_today(response: requests.Response) -> date | None:
-        value = response.headers.get("Date")
-        if not value:
-            return None
-        try:
-            return parsedate_to_datetime(value).astimezone(UTC).date()
-        except (TypeError, ValueError):
-            return None
 
     def _download(self, job: Job, location: str, keep: Callable[[date], bool]) -> Outcome:
         """GET the pre-authenticated URL with no Authorization header; never log it."""

@@ -14,12 +14,13 @@ import codecs
 import csv
 import gzip
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from tap_microsoft365.conform import record_messages
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
 from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
@@ -32,11 +33,12 @@ from tap_microsoft365.streams.reports.definitions import (
 from tap_microsoft365.tenants import CONTEXT_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
     from pathlib import Path
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
+    from singer_sdk.singerlib import RecordMessage
     from typing_extensions import override
 
     from tap_microsoft365.streams.reports.fetcher import Delivery, ReportFetcher
@@ -206,6 +208,45 @@ class ColumnPlan:
         self.width = len(header)
         self.key = [snake_case(column) for column in definition.key]
         self.names = [name for name in NAME_COLUMNS if name in served]
+        self.fast_record = self._compile()
+
+    def _compile(self) -> Callable[[list[str], str], dict[str, Any] | None]:
+        """The plan as one function of a row: the record `ReportStream._record` builds for a
+        row that needs no warning, or None when the row needs `_record` (a cell too few or too
+        many, a cell not of its column's type, no key). One dict display per row instead of a
+        loop per cell; names enter the source only as string literals, converters as arguments.
+        """
+        converters = [convert for _, _, convert in self.typed_cells]
+        items = ["'report_date': report_date"]
+        items += [f"{name!r}: None" for name in self.absent]
+        items += [f"{name!r}: row[{index}].strip() or None" for index, name in self.text_cells]
+        items += [
+            f"{name!r}: convert_{n}(cell) if (cell := row[{index}].strip()) else None"
+            for n, (index, name, _) in enumerate(self.typed_cells)
+        ]
+        if self.extra_cells:  # columns this tap does not know, last as in `_record`
+            extra = ", ".join(
+                f"{name!r}: row[{index}].strip() or None" for index, name in self.extra_cells
+            )
+            items.append(f"{EXTRA_COLUMNS!r}: {{{extra}}}")
+        keyed = " or ".join(f"record[{name!r}] is None" for name in self.key) or "False"
+        parameters = ", ".join(f"convert_{n}" for n in range(len(converters)))
+        source = (
+            f"def build({parameters}):\n"
+            "    def fast_record(row, report_date):\n"
+            f"        if len(row) != {self.width}:\n"
+            "            return None\n"
+            "        try:\n"
+            f"            record = {{{', '.join(items)}}}\n"
+            "        except BadCell:\n"
+            "            return None\n"
+            f"        return None if {keyed} else record\n"
+            "    return fast_record\n"
+        )
+        namespace: dict[str, Any] = {"BadCell": BadCell}
+        exec(compile(source, f"<report row: {self.width} columns>", "exec"), namespace)  # noqa: S102
+        fast: Callable[[list[str], str], dict[str, Any] | None] = namespace["build"](*converters)
+        return fast
 
 
 class ReportStream(GraphStream):
@@ -227,6 +268,8 @@ class ReportStream(GraphStream):
 
     # Records do not move the bookmark; `_advance_bookmark` does, per complete day.
     bookmarks_follow_records = False
+    # When the file being read was downloaded: the `time_extracted` of its records (conform.py).
+    records_extracted_at: datetime | None = None
 
     def __init__(self, tap: Tap, services: ReportServices, definition: ReportDefinition) -> None:
         self.definition = definition
@@ -280,6 +323,12 @@ class ReportStream(GraphStream):
             delivered.append(delivery.report_date)
         self._log_summary(delivered, records)
 
+    @override
+    def record_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
+        # conform.py's generator itself, without the extra generator GraphStream wraps it in
+        # (one frame less per row of a report).
+        return record_messages(self, record)
+
     def _log_summary(self, delivered: list[date], records: int) -> None:
         if delivered:
             span = (
@@ -325,6 +374,8 @@ class ReportStream(GraphStream):
         """The records of one spooled CSV file, row by row."""
         assert delivery.path is not None  # noqa: S101 - checked by the caller
         report_date = delivery.report_date.isoformat()
+        # The spooled file was written as it was downloaded: its records were extracted then.
+        self.records_extracted_at = datetime.fromtimestamp(delivery.path.stat().st_mtime, UTC)
         with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
             # Strict: a quote that never closes is an error, not a field swallowing the rest.
             reader = csv.reader(text, strict=True)
@@ -333,6 +384,7 @@ class ReportStream(GraphStream):
                 if header is None:
                     return
                 plan = self._plan(header)
+                fast = plan.fast_record
                 # Concealment is tenant-wide: the first rows of a file show it, if anywhere.
                 watch = (
                     CONCEALMENT_SAMPLE if plan.names and not self.fetcher.concealment_seen else 0
@@ -340,9 +392,11 @@ class ReportStream(GraphStream):
                 for row in reader:
                     if not row or (len(row) == 1 and not row[0].strip()):
                         continue
-                    record = self._record(plan, row, report_date)
+                    record = fast(row, report_date)
                     if record is None:
-                        continue
+                        record = self._record(plan, row, report_date)
+                        if record is None:
+                            continue
                     if watch:
                         watch = 0 if self._concealed(plan, record) else watch - 1
                     yield record
