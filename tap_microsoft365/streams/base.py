@@ -357,8 +357,10 @@ class GraphStream(CompatStream):
             if tenants.partitioned:
                 self.logger.info("%s: tenant %s", self.name, tenant.label)
             try:
-                self._tenant_guid = tenant.guid
-                yield from self.tenant_records(context)
+                self._tenant_guid = guid = tenant.guid
+                for record in self.tenant_records(context):
+                    record[TENANT_ID] = guid  # every record, before post_process sees it
+                    yield record
             except Microsoft365Error as exc:
                 if not self.handle_sync_error(exc):
                     if not tenants.isolated:
@@ -571,5 +573,4 @@ class GraphStream(CompatStream):
         """The SDK's step (drop deselected properties, conform types, apply stream maps) with
         the conformance compiled once per schema (conform.py): the SDK's own walk of the schema
         for every value was two thirds of a users sync's CPU."""
-        record[TENANT_ID] = self._tenant_guid  # every record, whichever way it was built
         yield from record_messages(self, record)

@@ -129,6 +129,7 @@ class UserSignInActivityStream(GraphStream):
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         activity = row.get("signInActivity") or {}
         record: dict[str, Any] = {
+            "tenant_id": row.get("tenant_id"),  # set by GraphStream.get_records
             "id": row.get("id"),
             "user_principal_name": row.get("userPrincipalName"),
         }

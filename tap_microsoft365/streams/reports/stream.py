@@ -23,12 +23,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from tap_microsoft365.conform import record_messages
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
-from tap_microsoft365.streams.base import (
-    TENANT_ID,
-    GraphServices,
-    GraphStream,
-    with_tenant_key,
-)
+from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
 from tap_microsoft365.streams.reports.definitions import (
     EXTRA_COLUMNS,
     ColumnType,
@@ -331,8 +326,7 @@ class ReportStream(GraphStream):
     @override
     def record_messages(self, record: dict[str, Any]) -> Generator[RecordMessage, None, None]:
         # conform.py's generator itself, without the extra generator GraphStream wraps it in
-        # (one frame less per row of a report); the tenant's GUID as in every stream.
-        record[TENANT_ID] = self._tenant_guid
+        # (one frame less per row of a report).
         return record_messages(self, record)
 
     def _log_summary(self, delivered: list[date], records: int) -> None:
