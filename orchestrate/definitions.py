@@ -22,6 +22,7 @@ concurrent writers (PostgreSQL, not the default SQLite file).
         --partition group-03
 """
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -88,6 +89,42 @@ def _run_dir(key: str) -> Path:
     return own
 
 
+def _system_database() -> str:
+    """One system database for every worker (it holds the state), never one per run folder."""
+    return os.environ.get("MELTANO_DATABASE_URI") or f"sqlite:///{_shared_sys_dir() / 'meltano.db'}"
+
+
+def prepare_system_database(log: Any, env: dict[str, str]) -> None:
+    """Bring Meltano's system database to its schema before a worker's run.
+
+    Every meltano command migrates the system database first, and two commands migrating a new
+    database at the same moment fail ("Cannot upgrade the system database"). Workers on this
+    machine take turns here under a file lock; once the schema is current, the migration each
+    `meltano run` does is a read. Workers on several machines: run `meltano upgrade database`
+    once when deploying.
+    """
+    lock_path = _shared_sys_dir() / "orchestrate" / "system-database.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run(  # noqa: S603 - the operator's own meltano command
+            [*MELTANO, "upgrade", "database"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise Failure(
+            description=f"meltano upgrade database exited {done.returncode}",
+            metadata={
+                "last lines": "\n".join((done.stdout + done.stderr).splitlines()[-TAIL_LINES:])
+            },
+        )
+    log.info("Meltano system database ready")
+
+
 def run_group(log: Any, key: str, tenants: list[dict[str, Any]]) -> dict[str, Any]:
     """One worker: `meltano run` for one tenant group; Failure with the run's last lines when it
     fails (the tap names each failed tenant in an ERROR line and lists them on its last line)."""
@@ -98,10 +135,9 @@ def run_group(log: Any, key: str, tenants: list[dict[str, Any]]) -> dict[str, An
         **worker_env(tenants),
         "MELTANO_SYS_DIR_ROOT": str(_run_dir(key)),
         "MELTANO_PROJECT_ROOT": str(PROJECT_ROOT),
-        # One system database for every worker (it holds the state), never one per run folder.
-        "MELTANO_DATABASE_URI": os.environ.get("MELTANO_DATABASE_URI")
-        or f"sqlite:///{_shared_sys_dir() / 'meltano.db'}",
+        "MELTANO_DATABASE_URI": _system_database(),
     }
+    prepare_system_database(log, env)
     command = meltano_command(MELTANO, key, environment=ENVIRONMENT, loader=LOADER)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     errors: list[str] = []

@@ -221,6 +221,11 @@ def test_groups_load_side_by_side_and_a_failed_tenant_fails_its_group(
     assert completed.returncode != 0, output[-4000:]  # the orchestrator sees the failure
     assert "Steps failed: ['load_tenant_group[group_b]']" in output, errors[-8000:]
     assert "tenant group group-a: done" in output
+    # Each worker found the system database migrated (or migrated it) before its run: two
+    # `meltano run`s migrating a new database at once fail with "Cannot upgrade the system
+    # database".
+    assert output.count("Meltano system database ready") == 2, errors[-8000:]
+    assert "Cannot upgrade the system database" not in output
     northwind = list(made.emulator.sites.values())[2]
     group_b = "\n".join(line for line in output.splitlines() if "group-b" in line)
     assert any("Northwind" in line and "AADSTS65001" in line for line in output.splitlines()), (
