@@ -7,7 +7,6 @@ fails here, naming the setting.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,16 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.script_modules import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 HUB_DIR = ROOT / "hub" / "extractors" / "tap-microsoft365"
 
-_spec = importlib.util.spec_from_file_location(
-    "plugin_definition", ROOT / "scripts" / "plugin_definition.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-plugin_definition = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plugin_definition)
+plugin_definition = load_script("plugin_definition")
 
 # What the Hub's extractor schema admits (meltano/hub schemas/plugin_definitions), and the
 # fields issue 6 asks every definition to carry.

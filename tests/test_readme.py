@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import re
 import signal
@@ -28,16 +27,11 @@ import yaml
 from tap_microsoft365 import errors
 from tap_microsoft365.tap import TapMicrosoft365
 from tests.graph_emulator import GraphEmulator, Tenant
+from tests.script_modules import load_script
 from tests.singer_run import catalog_selecting, run_tap
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "plugin_definition", ROOT / "scripts" / "plugin_definition.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-plugin_definition = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plugin_definition)
+plugin_definition = load_script("plugin_definition")
 README = (ROOT / "README.md").read_text()
 WALKTHROUGH_PERMISSIONS = {
     "Directory.Read.All",
