@@ -128,3 +128,12 @@ def upsert(
     for record in records:
         table[record[key]] = record
     return table
+
+
+def activate_version(table: dict[str, dict[str, Any]], version: int) -> None:
+    """ACTIVATE_VERSION as target-postgres applies it: rows loaded under an older version (or
+    none, `_sdc_table_version`) and not yet deleted are marked deleted."""
+    for row in table.values():
+        loaded_under = row["_sdc_table_version"]
+        if (loaded_under is None or loaded_under < version) and row["_sdc_deleted_at"] is None:
+            row["_sdc_deleted_at"] = "retired by ACTIVATE_VERSION"

@@ -26,7 +26,15 @@ import pytest
 from tap_microsoft365 import schemas
 from tap_microsoft365.streams.base import with_tenant_id
 from tests.graph_emulator import GraphEmulator, PagingOptions, Tenant
-from tests.singer_run import TAP, SyncResult, catalog_selecting, run_tap, tap_env, upsert
+from tests.singer_run import (
+    TAP,
+    SyncResult,
+    activate_version,
+    catalog_selecting,
+    run_tap,
+    tap_env,
+    upsert,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -92,13 +100,7 @@ class Target:
                 row = {**message["record"], "_sdc_table_version": message.get("version")}
                 upsert(self.tables[stream], [row])
             elif message["type"] == "ACTIVATE_VERSION":
-                # target-postgres: rows of an older (or no) version are marked deleted.
-                for row in self.tables[stream].values():
-                    version = row["_sdc_table_version"]
-                    if (version is None or version < message["version"]) and row[
-                        "_sdc_deleted_at"
-                    ] is None:
-                        row["_sdc_deleted_at"] = "retired by ACTIVATE_VERSION"
+                activate_version(self.tables[stream], message["version"])
         return self
 
     def active(self, stream: str) -> Table:

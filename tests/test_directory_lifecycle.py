@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.singer_run import SyncResult, catalog_selecting, run_tap, upsert
+from tests.singer_run import SyncResult, activate_version, catalog_selecting, run_tap, upsert
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,12 +50,7 @@ class Tables:
                 }
                 upsert(self.rows[stream], [row], key=self.keys[stream])
             elif message["type"] == "ACTIVATE_VERSION":
-                for row in self.rows[stream].values():
-                    version = row["_sdc_table_version"]
-                    if (version is None or version < message["version"]) and row[
-                        "_sdc_deleted_at"
-                    ] is None:
-                        row["_sdc_deleted_at"] = "retired by ACTIVATE_VERSION"
+                activate_version(self.rows[stream], message["version"])
         return self
 
     def active(self, stream: str) -> set[str]:
