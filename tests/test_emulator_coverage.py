@@ -82,6 +82,19 @@ def test_copilot_report_answers_200_with_the_csv_of_copilot_holders_only() -> No
             ]
             apps = [value for value in apps if value]
             assert max(apps) == row["Last Activity Date"], "the overall date is the latest app's"
+        # Nobody used Copilot before holding its license; the seats were assigned on days spread
+        # over the subscription's life, so a 90-day threshold finds seats on both sides.
+        since = {
+            user["userPrincipalName"]: state["lastUpdatedDateTime"][:10]
+            for user in tenant.users.values()
+            for state in user["licenseAssignmentStates"]
+            if state["skuId"] == COPILOT_SKU_ID
+        }
+        for row in rows:
+            dates = [v for c, v in row.items() if c.endswith("Last Activity Date") and v]
+            assert all(day >= since[row["User Principal Name"]] for day in dates), row
+        ages = {(TODAY - dt.date.fromisoformat(day)).days for day in since.values()}
+        assert min(ages) < 90 < max(ages), ages
         # The function lives only under /copilot/reports in v1.0, and takes no date=.
         assert get(emu, f"reports/{COPILOT}(period='D7')").status_code == 404
         assert get(emu, f"copilot/reports/{COPILOT}(date=2026-11-20)").status_code == 404
@@ -143,6 +156,8 @@ def test_sign_in_activity_pages_of_120_and_the_two_refusals() -> None:
             assert STAMP.match(item["lastSignInDateTime"])
             assert GUID.match(item["lastSignInRequestId"])
             assert item["lastNonInteractiveSignInDateTime"] >= item["lastSignInDateTime"]
+            # Graph reports sign-ins that happened: none after the emulator's today began.
+            assert item["lastNonInteractiveSignInDateTime"] < TODAY.isoformat()
             assert item["lastSuccessfulSignInDateTime"] in {
                 item["lastSignInDateTime"],
                 item["lastNonInteractiveSignInDateTime"],

@@ -573,7 +573,8 @@ class DirectoryService:
 
         About one user in eight never signed in (every time null); the others signed in
         interactively within the last 120 days, non-interactively later or at the same time, and
-        the last successful sign-in is one of the two. Request ids are GUIDs.
+        the last successful sign-in is one of the two. Every time is before today began (UTC),
+        so none lies in the future whatever the hour. Request ids are GUIDs.
         """
         key = zlib.crc32(f"{self.tenant.seed}/{user.get('id')}".encode())
         nothing: dict[str, Any] = dict.fromkeys(
@@ -588,9 +589,9 @@ class DirectoryService:
         )
         if key % 8 == 0:
             return nothing
-        base = self.tenant.today.toordinal() * 86400 + 9 * 3600
-        interactive = base - (key % 120) * 86400 - (key >> 8) % 30000
-        background = interactive + ((key >> 4) % 3) * 86400
+        latest = self.tenant.today.toordinal() * 86400 - 1  # 23:59:59 yesterday
+        interactive = latest - (key % 120) * 86400 - (key >> 8) % 30000
+        background = min(interactive + ((key >> 4) % 3) * 86400, latest)
         ids = [str(uuid.UUID(int=(key * (n + 7919)) % (1 << 128) | (4 << 76))) for n in range(2)]
 
         def stamp(seconds: int) -> str:

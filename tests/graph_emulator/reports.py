@@ -438,6 +438,17 @@ class Person:
                 self._assigned[workload] = min(days) if days else self.created
         return self._assigned
 
+    def licensed_since(self, sku_id: str) -> date | None:
+        """The day an active assignment of the SKU began (its licenseAssignmentState's
+        lastUpdatedDateTime), or None when the user does not hold it."""
+        days = [
+            _day(state.get("lastUpdatedDateTime"))
+            for state in self._user.get("licenseAssignmentStates") or []
+            if str(state.get("skuId")) == sku_id and state.get("state") == "Active"
+        ]
+        held = [day for day in days if day]
+        return min(held) if held else None
+
     def exists_on(self, day: date) -> bool:
         """Whether the account existed on that day."""
         return self.created is None or self.created <= day
@@ -1190,12 +1201,17 @@ _COPILOT_APPS: Final = (
 def _copilot_usage_user_detail(person: Person, window: Window, snapshot: Snapshot) -> Iterator[Row]:
     """Only users holding a Microsoft 365 Copilot license have a row (docs: "This API only
     returns usage data for users who have a Microsoft 365 Copilot license"); about 40 % of them
-    never use it, so their dates are empty."""
+    never use it, so their dates are empty. Nobody used Copilot before holding its license."""
     if person.deleted_by(window.end) or not any(
         str(item.get("skuId")) == COPILOT_SKU_ID for item in person.licenses
     ):
         return
-    last = person.activity.last_active("copilot", window.end)
+    since = person.licensed_since(COPILOT_SKU_ID)
+
+    def licensed(day: date | None) -> date | None:
+        return day if day is not None and (since is None or day >= since) else None
+
+    last = licensed(person.activity.last_active("copilot", window.end))
     main = person.activity.choice(_COPILOT_APPS, "copilot-main")
     row = {
         "User Principal Name": person.upn,
@@ -1206,7 +1222,9 @@ def _copilot_usage_user_detail(person: Person, window: Window, snapshot: Snapsho
         day: date | None = None
         if last is not None and (app == main or person.trait(0.5, "copilot", app)):
             back = 0 if app == main else int(person.activity.uniform("copilot", app) * 20)
-            day = person.activity.last_active("copilot", window.end - timedelta(days=back))
+            day = licensed(
+                person.activity.last_active("copilot", window.end - timedelta(days=back))
+            )
         row[f"{app} Last Activity Date"] = _text(day)
     yield row
 

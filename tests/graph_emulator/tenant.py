@@ -697,7 +697,9 @@ class Tenant:
     def _add_copilot(self, seats: int) -> None:
         """A Microsoft 365 Copilot subscription of `seats` + 2 units (two unassigned), assigned
         directly to the first `seats` enabled members holding another license (Copilot is an
-        add-on to a Microsoft 365 or Office 365 suite)."""
+        add-on to a Microsoft 365 or Office 365 suite), on days spread over the subscription's
+        life (30 to 119 days ago), so that a 90-day inactivity threshold finds seats on both
+        sides."""
         self._add_subscription(COPILOT_SKU, seats + 2, "Enabled", age_days=120)
         holders = [
             uid
@@ -706,8 +708,9 @@ class Tenant:
             and user.get("accountEnabled") is not False
             and user.get("assignedLicenses")
         ][:seats]
-        for uid in holders:
-            self._direct.setdefault(uid, {})[COPILOT_SKU.sku_id] = _Direct((), self._days_ago(90))
+        for n, uid in enumerate(holders):
+            assigned = self._days_ago(30 + (n * 37) % 90)
+            self._direct.setdefault(uid, {})[COPILOT_SKU.sku_id] = _Direct((), assigned)
             self._apply_licenses(uid, self.users[uid], None)
         self.version = 0
 
