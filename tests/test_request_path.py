@@ -9,9 +9,11 @@ backing off for minutes. Throttling keeps its patient retries (tests/test_reliab
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING
 
+from tap_microsoft365.streams.reports.definitions import REPORTS as REPORT_DEFINITIONS
 from tests.conftest import RECENT_START
 from tests.singer_run import catalog_selecting, run_tap
 
@@ -77,3 +79,41 @@ def test_read_timeout_names_request_timeout(
     assert "organization: Graph at " in line, line
     assert "did not answer within request_timeout (1 s) after 2 attempts" in line, line
     assert "raise the request_timeout setting" in line, line
+
+
+def test_report_calls_log_the_sdks_request_metrics_without_the_download_url(
+    fresh_emulator: Callable[..., GraphEmulator],
+) -> None:
+    emu = fresh_emulator(users=8, groups=1)
+    config = emu.config(**RECENT_START)
+    emu.clear_log()
+    result = run_tap(
+        config, ca_bundle=emu.ca_bundle, catalog=catalog_selecting(config, {"users", *REPORTS})
+    )
+    assert result.exit_code == 0, result.stderr[-3000:]
+    points = [
+        json.loads(line.split("METRIC: ", 1)[1])
+        for line in result.stderr.splitlines()
+        if "METRIC: {" in line
+    ]
+    timed = [p for p in points if p["metric"] == "http_request_duration"]
+    files = [p for p in timed if p["tags"]["endpoint"].endswith(" (download)")]
+    for definition in REPORT_DEFINITIONS:
+        if definition.name not in REPORTS:
+            continue
+        calls = [r for r in emu.request_log if r.role == "graph" and definition.function in r.path]
+        assert calls, definition.name
+        # One point per call the emulator answered, with its status, as the SDK's streams log
+        # for their pages.
+        graph = [p for p in timed if p["tags"]["stream"] == definition.name and p not in files]
+        assert sorted(p["tags"]["http_status_code"] for p in graph) == sorted(
+            r.status for r in calls
+        ), definition.name
+        assert {p["tags"]["endpoint"] for p in graph} == {f"/{definition.url_path}"}
+    downloads = [r for r in emu.request_log if r.role == "download" and "/data/" in r.path]
+    assert len(files) == len(downloads) > 0
+    assert {p["tags"]["stream"] for p in files} <= REPORTS
+    assert all(p["tags"]["status"] == "succeeded" for p in files)
+    # The pre-authenticated download URL never appears in a metric (or any log line).
+    for record in downloads:
+        assert record.path not in result.stderr

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from singer_sdk import metrics
 
 from tap_microsoft365.errors import (
     AuthenticationError,
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from tap_microsoft365.streams.reports.definitions import ReportDefinition
 
 LOGGER_NAME = "tap-microsoft365"
+METRICS_LOGGER = metrics.get_metrics_logger()
 CALLS_PER_WINDOW = 14  # Graph's documented CSV limit per report function, app and tenant
 WINDOW_SECONDS = 600.0
 KEPT_DAYS = 28  # Graph rejects dates older than this (400 InvalidArgument)
@@ -690,13 +692,32 @@ class ReportFetcher:
             self.log_progress()
             self._stop.wait(min(ready_at - now, 1.0))
 
+    @staticmethod
+    def _log_request(job: Job, endpoint: str, response: requests.Response) -> None:
+        """The SDK's http_request_duration point for a report call, as its streams log for
+        their pages (a download's endpoint names the function, never the file's URL)."""
+        point = metrics.Point(
+            "timer",
+            metric=metrics.Metric.HTTP_REQUEST_DURATION,
+            value=response.elapsed.total_seconds(),
+            tags={
+                metrics.Tag.STREAM: job.name,
+                metrics.Tag.ENDPOINT: endpoint,
+                metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+                metrics.Tag.STATUS: metrics.Status.SUCCEEDED
+                if response.status_code < 400
+                else metrics.Status.FAILED,
+            },
+        )
+        metrics.log(METRICS_LOGGER, point)
+
     def _send_graph(self, job: Job, params: str) -> requests.Response:
         path = job.definition.url_path
         call = f"{path}({params})" if params else path
         url = f"{self.transport.base_url}/{call}"
         host = self.transport.host
         try:
-            return self.transport.get(
+            response = self.transport.get(
                 url,
                 headers={"client-request-id": self.transport.request_id()},
                 kind="graph",
@@ -707,6 +728,8 @@ class ReportFetcher:
         except requests.exceptions.RequestException as exc:
             msg = f"{job.name}: GET /v1.0/{call} failed ({type(exc).__name__})"
             raise Retry(msg, cause=exc, host=host) from None
+        self._log_request(job, f"/{path}", response)
+        return response
 
     def _answer(
         self, job: Job, response: requests.Response, keep: Callable[[date], bool]
@@ -771,6 +794,7 @@ class ReportFetcher:
                     f"{urlsplit(url).hostname} failed ({type(exc).__name__})"
                 )
                 raise Retry(msg, cause=exc, host=host) from None
+            self._log_request(job, f"/{job.definition.url_path} (download)", response)
             if "Authorization" in response.request.headers:  # pragma: no cover - by construction
                 response.close()
                 msg = f"{job.name}: refusing to send the Graph token to the download host"
