@@ -163,10 +163,14 @@ class Expected:
         return out
 
 
-def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
-    """What the views must say about the emulator's tenant as the last run saw it."""
-    tenant, reports = emu.tenant, emu.reports
-    assert emu.directory is not None
+def expected_figures(
+    emu: GraphEmulator, *, sign_ins: bool, tenant_id: str | None = None
+) -> Expected:
+    """What the views must say about one of the emulator's tenants (by default its first) as
+    the last run saw it."""
+    tenant_id = tenant_id or emu.tenant_id
+    tenant, reports = emu.site(tenant_id).tenant, emu.reports_of(tenant_id)
+    directory = emu.directory_of(tenant_id)
     as_of = reports.refresh_date  # the latest report day loaded
     concealed = bool(reports.concealed_names)
     skus = {
@@ -214,7 +218,7 @@ def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
     signed_in: dict[str, dt.date | None] = {}
     if sign_ins:
         for user in tenant.users.values():
-            stamp = emu.directory.sign_in_activity(user)["lastSuccessfulSignInDateTime"]
+            stamp = directory.sign_in_activity(user)["lastSuccessfulSignInDateTime"]
             signed_in[user["id"]] = dt.date.fromisoformat(stamp[:10]) if stamp else None
     seats: dict[Key, dict[str, Any]] = {}
     disabled: set[Key] = set()

@@ -6,6 +6,7 @@
 -- The stream reads every user each run but does not retire rows, so a deleted user's row stays
 -- in the table: only current users (stg_users) are kept.
 select
+    tenant_id,
     id as user_id,
     user_principal_name,
     cast(last_sign_in_date_time as timestamp) as last_sign_in_date_time,
@@ -18,6 +19,7 @@ select
     cast(cast(last_successful_sign_in_date_time as timestamp) as date)
         as last_successful_sign_in_date
 from {{ optional_source('user_sign_in_activity', {
+    'tenant_id': 'varchar',
     'id': 'varchar',
     'user_principal_name': 'varchar',
     'last_sign_in_date_time': 'varchar',
@@ -27,4 +29,9 @@ from {{ optional_source('user_sign_in_activity', {
     'last_successful_sign_in_date_time': 'varchar',
     'last_successful_sign_in_request_id': 'varchar',
 }) }}
-where _sdc_deleted_at is null and id in (select user_id from {{ ref('stg_users') }})
+where _sdc_deleted_at is null
+    and exists (
+        select 1 from {{ ref('stg_users') }} as u
+        where u.tenant_id = {{ source('tap_microsoft365', 'user_sign_in_activity').identifier }}.tenant_id
+            and u.user_id = {{ source('tap_microsoft365', 'user_sign_in_activity').identifier }}.id
+    )
