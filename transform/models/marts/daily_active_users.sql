@@ -1,4 +1,5 @@
--- Per tenant, report day and workload: users active that day (their last activity date is the day).
+-- Per tenant, report day and workload: users active that day (their last activity date is the
+-- day).
 {% set workloads = ['exchange', 'onedrive', 'sharepoint', 'skype_for_business', 'yammer', 'teams'] %}
 {% for workload in workloads %}
 select

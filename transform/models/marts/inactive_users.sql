@@ -16,4 +16,5 @@ select
 from {{ ref('seat_activity') }}
 where wasted_reason = 'inactive user'
 group by
-    tenant_id, user_id, user_principal_name, display_name, department, last_activity_date, last_sign_in_date
+    tenant_id, user_id, user_principal_name, display_name, department, last_activity_date,
+    last_sign_in_date

@@ -1,16 +1,22 @@
--- How fresh the usage data is, per tenant and report the insight reads, and whether its user names can be
--- joined to users (the tenant may conceal them: Microsoft 365 admin center > Settings > Org
--- settings > Services > Reports). Reports lag Graph by 2 to 3 days: the latest report day is the
--- "as of" date every inactivity figure counts from. A report the run did not load (the Copilot
--- report of a tenant without Copilot) has no latest day.
--- Every tenant that has users: a report it did not load still gets its row.
+-- How fresh the usage data is, per tenant and report the insight reads, and whether its user
+-- names can be joined to users (the tenant may conceal them: Microsoft 365 admin center >
+-- Settings > Org settings > Services > Reports). Reports lag Graph by 2 to 3 days: a tenant's
+-- latest report day is the "as of" date its inactivity figures count from. Every tenant with
+-- users has a row per report; a report the run did not load for it (the Copilot report of a
+-- tenant without Copilot) has no latest day.
 with tenants as (
     select distinct tenant_id from {{ ref('stg_users') }}
 ),
+{#- (name, report, model, its refresh date column, which rows conceal names). The Teams report's
+    User Id joins users even when names are concealed; the Copilot usage report is a 7-day
+    snapshot, its day is its Report Refresh Date. -#}
 {%- set reports = [
-    ('office', 'office365_active_user_detail', 'stg_office365_active_user_detail', 'report_refresh_date', 'not r.is_named'),
-    ('teams', 'teams_user_activity_user_detail', 'stg_teams_user_activity', 'report_date', 'false'),
-    ('copilot', 'microsoft365_copilot_usage_user_detail', 'stg_copilot_usage', 'report_refresh_date', 'not r.is_named'),
+    ('office', 'office365_active_user_detail', 'stg_office365_active_user_detail',
+        'report_refresh_date', 'not r.is_named'),
+    ('teams', 'teams_user_activity_user_detail', 'stg_teams_user_activity',
+        'report_date', 'false'),
+    ('copilot', 'microsoft365_copilot_usage_user_detail', 'stg_copilot_usage',
+        'report_refresh_date', 'not r.is_named'),
 ] %}
 {%- for name, report, model, refresh, concealed in reports %}
 {{ name }} as (

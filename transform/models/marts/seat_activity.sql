@@ -1,5 +1,5 @@
--- Per seat (in a tenant, a user holding a SKU that consumes a unit): how long its user has been inactive and
--- whether the seat is wasted.
+-- Per seat (a user of a tenant holding a SKU that consumes a unit): how long its user has been
+-- inactive and whether the seat is wasted.
 --   held_since: the SKU's assignment date from Graph (license_assignments.assigned_date_time),
 --     or, when Graph gives none, the latest License Assign Date in the active-user report, or
 --     the day the assignment last changed;

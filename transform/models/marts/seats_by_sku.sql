@@ -1,5 +1,5 @@
--- Per tenant and SKU: units bought by state, assigned, available, and how many of the assigned seats are
--- in use: held by enabled users active within var('inactive_days') (a Copilot seat: by users
+-- Per tenant and SKU: units bought by state, assigned, available, and how many of the assigned
+-- seats are in use: held by enabled users active within var('inactive_days') (a Copilot seat: by users
 -- who used Copilot within those days; seat_activity.in_use).
 --   purchased_units: active units (Graph's prepaidUnits.enabled);
 --   warning_units: units past their end date, still usable during the grace period;

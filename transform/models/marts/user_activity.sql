@@ -1,8 +1,8 @@
--- Per current user of each tenant: the last activity per workload from their latest row of the active-user
--- report (Teams also from the Teams report, which still joins when names are concealed; Copilot
--- from the latest snapshot of the Copilot usage report), their last successful sign-in (when
--- user_sign_in_activity was loaded), the last activity of any kind, and the day counting starts
--- from.
+-- Per current user of each tenant: the last activity per workload from their latest row of the
+-- active-user report (Teams also from the Teams report, which still joins when names are concealed;
+-- Copilot from the latest snapshot of the Copilot usage report), their last successful sign-in
+-- (when user_sign_in_activity was loaded), the last activity of any kind, and the day counting
+-- starts from.
 --   last_report_activity_date: the latest activity day in any usage report;
 --   last_sign_in_date: the day of the last successful sign-in, interactive or not (UTC);
 --   last_activity_date: the later of the two: a recent sign-in makes the user active even

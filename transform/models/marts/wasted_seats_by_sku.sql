@@ -1,10 +1,10 @@
--- Per tenant and paid, user-assignable SKU: seats nobody uses, each counted once. Unassigned units, seats
--- held by disabled accounts, and seats of enabled users inactive in every workload for more than
--- var('inactive_days') days (past var('grace_days') since the license was assigned; a recent
--- successful sign-in counts as activity when user_sign_in_activity is loaded), and, for
--- Microsoft 365 Copilot, seats of otherwise active users who did not use Copilot for that long
--- (unused_copilot_seats; 0 for other SKUs). With a price for the SKU (seeds/sku_prices.csv)
--- also what they cost per month; null without one.
+-- Per tenant and paid, user-assignable SKU: seats nobody uses, each counted once. Unassigned units,
+-- seats held by disabled accounts, and seats of enabled users inactive in every workload for more
+-- than var('inactive_days') days (past var('grace_days') since the license was assigned; a recent
+-- successful sign-in counts as activity when user_sign_in_activity is loaded), and, for Microsoft
+-- 365 Copilot, seats of otherwise active users who did not use Copilot for that long
+-- (unused_copilot_seats; 0 for other SKUs). With a price for the SKU (seeds/sku_prices.csv) also
+-- what they cost per month; null without one.
 with held as (
     select
         tenant_id,
