@@ -129,7 +129,9 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> 
     assert seats == {
         sku["skuId"]: (sku["prepaidUnits"]["enabled"], sku["consumedUnits"]) for sku in tenant.skus
     }
-    # The glimpse prints the marts' figures; the sandbox prices with the example file.
+    # The glimpse prints the marts' figures, under the tenant's name (organization was loaded);
+    # the sandbox prices with the example file.
+    assert f"\nTenant {tenant.display_name} ({tenant.tenant_id}):\n" in out
     assert "Seats per product (seats_by_sku)" in out
     assert f"Wasted seats (wasted_seats_by_sku): {wasted}:" in out
     assert cost is not None

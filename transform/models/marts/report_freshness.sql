@@ -1,11 +1,11 @@
--- How fresh the usage data is, per tenant and report the insight reads, and whether its user
--- names can be joined to users (the tenant may conceal them: Microsoft 365 admin center >
--- Settings > Org settings > Services > Reports). Reports lag Graph by 2 to 3 days: a tenant's
--- latest report day is the "as of" date its inactivity figures count from. Every tenant with
--- users has a row per report; a report the run did not load for it (the Copilot report of a
--- tenant without Copilot) has no latest day.
+-- How fresh the usage data is, per tenant and report the insight reads, and whether its user names
+-- can be joined to users (the tenant may conceal them: Microsoft 365 admin center > Settings > Org
+-- settings > Services > Reports). Reports lag Graph by 2 to 3 days: a tenant's latest report day is
+-- the "as of" date its inactivity figures count from. Every tenant loaded (the tenants mart) has a
+-- row per report; a report the run did not load for it (the Copilot report of a tenant without
+-- Copilot) has no latest day.
 with tenants as (
-    select distinct tenant_id from {{ ref('stg_users') }}
+    select tenant_id from {{ ref('tenants') }}
 ),
 {#- (name, report, model, its refresh date column, which rows conceal names). The Teams report's
     User Id joins users even when names are concealed; the Copilot usage report is a 7-day

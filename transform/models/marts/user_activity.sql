@@ -50,14 +50,16 @@ teams as (
     where newest = 1
 ),
 -- Each tenant's latest snapshot of the Copilot report: it lists the current Copilot holders.
+copilot_latest as (
+    select tenant_id, max(report_date) as report_date
+    from {{ ref('stg_copilot_usage') }}
+    group by tenant_id
+),
 copilot as (
     select c.*
     from {{ ref('stg_copilot_usage') }} as c
+    join copilot_latest as l on l.tenant_id = c.tenant_id and l.report_date = c.report_date
     where c.is_named
-        and c.report_date = (
-            select max(l.report_date) from {{ ref('stg_copilot_usage') }} as l
-            where l.tenant_id = c.tenant_id
-        )
 ),
 reported as (
     select
