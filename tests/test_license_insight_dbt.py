@@ -47,7 +47,7 @@ from psycopg import sql
 
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.graph_emulator.product_names import PRODUCT_NAMES
-from tests.graph_emulator.reports import Person
+from tests.graph_emulator.reports import Person, _people
 from tests.graph_emulator.tenant import COPILOT_SKU, SKU_BY_PART
 from tests.meltano_project import ROOT, MeltanoProject, installed_meltano, settings_env
 from tests.postgres import PostgresServer, postgres_server
@@ -76,6 +76,14 @@ SIGN_INS = "user_sign_in_activity"  # off unless selected (meltano.yml)
 COPILOT = COPILOT_SKU.sku_id
 COPILOT_SEATS = 16
 WORKLOADS = ("exchange", "onedrive", "sharepoint", "skype", "yammer", "teams")
+# The emulator's workloads as daily_active_users names them.
+DAILY_WORKLOADS = dict(
+    zip(
+        WORKLOADS,
+        ("exchange", "onedrive", "sharepoint", "skype_for_business", "yammer", "teams"),
+        strict=True,
+    )
+)
 FREE = {"FLOW_FREE", "TEAMS_EXPLORATORY"}  # the tenant's free products (dbt_project.yml's list)
 
 
@@ -107,6 +115,8 @@ class Expected:
     users: int  # current users of the tenant
     names: dict[str, str] = field(default_factory=dict)
     tenant_id: str = ""  # the tenant's GUID: every row of its views carries it
+    # Users active on the latest report day (last activity that day), per workload.
+    active_on_latest_day: dict[str, int] = field(default_factory=dict)
 
     def unused_copilot(self, days: int) -> set[Key]:
         """Copilot seats of enabled users not otherwise inactive, without Copilot for more than
@@ -276,6 +286,13 @@ def expected_figures(
         for group in tenant.groups.values()
         if "Team" in (group.get("resourceProvisioningOptions") or [])
     }
+    # The active-user report's rows of the latest day: everyone the directory knew that day,
+    # deleted users included (the emulator's own selection of them is the truth here).
+    people = list(_people(snapshot, as_of))
+    active_on_latest_day = {
+        DAILY_WORKLOADS[workload]: sum(1 for p in people if p.last(workload, as_of) == str(as_of))
+        for workload in WORKLOADS
+    }
     return Expected(
         as_of,
         concealed,
@@ -287,6 +304,7 @@ def expected_figures(
         sign_ins,
         len(tenant.users),
         tenant_id=tenant_id,
+        active_on_latest_day=active_on_latest_day,
     )
 
 
@@ -308,6 +326,7 @@ class Views:
     copilot: dict[Key, dict[str, Any]]
     unused_copilot: set[Key]
     teams: set[str]  # team ids on the latest day of stg_teams_team_activity
+    active_on_latest_day: dict[str, int]  # daily_active_users of the latest day, per workload
     sign_in_rows: int  # rows of stg_user_sign_in_activity
     sign_in_table: bool  # whether the tap's user_sign_in_activity table exists
     retired_assignments: set[Key]
@@ -369,6 +388,13 @@ class Views:
                 for r in rows(
                     "SELECT team_id FROM {stg_teams_team_activity} WHERE report_date ="
                     " (SELECT max(report_date) FROM {stg_teams_team_activity})"
+                )
+            },
+            active_on_latest_day={
+                r["workload"]: r["active_users"]
+                for r in rows(
+                    "SELECT workload, active_users FROM {daily_active_users} WHERE report_date ="
+                    " (SELECT max(report_date) FROM {daily_active_users})"
                 )
             },
             sign_in_rows=rows("SELECT count(*) AS n FROM {stg_user_sign_in_activity}")[0]["n"],
@@ -614,6 +640,8 @@ def check(views: Views, expected: Expected) -> None:
     assert views.sign_in_table is expected.sign_ins
     assert views.sign_in_rows == (expected.users if expected.sign_ins else 0)
     assert views.teams == expected.teams
+    assert views.active_on_latest_day == expected.active_on_latest_day
+    assert any(expected.active_on_latest_day.values())
     wasted = expected.wasted(90)
     assert set(views.wasted) == set(wasted)
     for sku_id, figures in wasted.items():
