@@ -17,7 +17,8 @@ not from the loaded tables:
   holder, days without Copilot, and seats wasted because Copilot went unused;
 - inactive seats (90 days, and 30 through dbt's --vars), seats of disabled accounts, seats in use
   per SKU, group assignment errors, wasted seats per SKU and, with the example prices, their
-  monthly cost.
+  monthly cost;
+- users active on the latest report day, per workload, from the rows the report emulator serves.
 
 Two pipelines run: report names shown, and concealed (only the Teams report's User Id joins
 users). The first runs without user_sign_in_activity (its table does not exist: the models build
@@ -25,6 +26,11 @@ without it), then again, with it selected, after the tenant changed and a day pa
 follow, and license assignments that disappeared are retired by ACTIVATE_VERSION. The concealed
 pipeline selects user_sign_in_activity, so users the Teams report does not list are judged by
 their sign-ins.
+
+A third pipeline reads two tenants in one run (the tap's `tenants` setting) into one schema: they
+hold the same SKUs in other numbers and one conceals names. Every view, read for one tenant,
+must equal that tenant's own figures (every model carries tenant_id and joins on it), and
+scripts/report.py and scripts/glimpse.py must show each tenant under its display name.
 """
 
 from __future__ import annotations
