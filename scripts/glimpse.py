@@ -4,9 +4,10 @@
 
 The project venv's duckdb is the version target-duckdb and dbt-duckdb use (pyproject.toml's
 `demo` group), so it reads the file they wrote. The marts are the dbt project's (transform/,
-schema `license_insight`): seats per product, wasted seats and what they cost (with prices in
-transform/seeds/), Microsoft 365 Copilot seats and their use, inactive users, group license
-errors and how fresh the reports are.
+schema `license_insight`), per tenant (a run may read several: the tap's `tenants` setting):
+seats per product, wasted seats and what they cost (with prices in transform/seeds/), Microsoft
+365 Copilot seats and their use, inactive users, group license errors and how fresh the reports
+are.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Warehouse:
     def __init__(self, path: str, schema: str) -> None:
         self.connection = duckdb.connect(path, read_only=True)
         self.schema = schema
+        self.tenant = ""  # the tenant `$tenant` in a statement stands for
         rows = self.connection.execute(
             "select table_name from duckdb_tables() where schema_name = ? order by table_name",
             [schema],
@@ -47,8 +49,11 @@ class Warehouse:
     def rows(
         self, sql: str, params: dict[str, Any] | None = None, **names: str
     ) -> list[tuple[Any, ...]]:
-        """Run one of this module's statements; `{s}` is the schema, `names` fill the rest."""
+        """Run one of this module's statements; `{s}` is the schema, `names` fill the rest,
+        `$tenant` is the tenant shown."""
         statement = sql.format(s=f'"{self.schema}"', **names)
+        if "$tenant" in statement:
+            params = {**(params or {}), "tenant": self.tenant}
         return self.connection.execute(statement, params or {}).fetchall()
 
 
@@ -89,7 +94,7 @@ def seats(marts: Warehouse) -> None:
         select product_name, capability_status, purchased_units, warning_units,
                suspended_units + locked_out_units, assigned_units, active_seats,
                available_units, over_assigned_units
-        from {s}.seats_by_sku where applies_to = 'User'
+        from {s}.seats_by_sku where tenant_id = $tenant and applies_to = 'User'
         order by assigned_units desc, product_name
         """
     )
@@ -125,7 +130,7 @@ def wasted(marts: Warehouse) -> None:
                case when wasted_monthly_cost is not null
                     then cast(wasted_monthly_cost as varchar) || ' ' || currency end,
                inactive_days
-        from {s}.wasted_seats_by_sku
+        from {s}.wasted_seats_by_sku where tenant_id = $tenant
         order by wasted_monthly_cost desc nulls last, wasted_seats desc, product_name
         """
     )
@@ -155,7 +160,8 @@ def wasted(marts: Warehouse) -> None:
     )
     money = marts.rows(
         "select currency, sum(wasted_monthly_cost) from {s}.wasted_seats_by_sku"
-        " where wasted_monthly_cost is not null group by currency order by currency"
+        " where tenant_id = $tenant and wasted_monthly_cost is not null"
+        " group by currency order by currency"
     )
     if money:
         print("  wasted per month: " + ", ".join(f"{cost} {cur}" for cur, cost in money))
@@ -181,7 +187,7 @@ def copilot(marts: Warehouse) -> None:
                count(*) filter (where wasted_reason = 'unused Copilot'),
                count(*) filter (where wasted_reason = 'inactive user'),
                count(*) filter (where wasted_reason = 'disabled account')
-        from {s}.copilot_seats
+        from {s}.copilot_seats where tenant_id = $tenant
         """
     )
     (days,), *_ = marts.rows("select max(inactive_days) from {s}.wasted_seats_by_sku")
@@ -198,7 +204,7 @@ def copilot(marts: Warehouse) -> None:
         select display_name, user_principal_name,
                coalesce(cast(copilot_last_activity_date as varchar), 'never'),
                copilot_days_inactive, held_since, coalesce(wasted_reason, '')
-        from {s}.copilot_seats where not in_use
+        from {s}.copilot_seats where tenant_id = $tenant and not in_use
         order by copilot_days_inactive desc nulls last, user_principal_name limit {shown}
         """,
         shown=str(SHOWN),
@@ -214,14 +220,16 @@ def copilot(marts: Warehouse) -> None:
 
 def inactive(marts: Warehouse) -> None:
     """Users holding seats with no activity in any workload (nor sign-in) for the threshold."""
-    (total,), *_ = marts.rows("select count(*) from {s}.inactive_users")
-    (sign_ins,), *_ = marts.rows("select count(*) from {s}.user_activity where sign_ins_known")
+    (total,), *_ = marts.rows("select count(*) from {s}.inactive_users where tenant_id = $tenant")
+    (sign_ins,), *_ = marts.rows(
+        "select count(*) from {s}.user_activity where tenant_id = $tenant and sign_ins_known"
+    )
     rows = marts.rows(
         """
         select display_name, user_principal_name, department,
                coalesce(cast(last_activity_date as varchar), 'never'),
                coalesce(cast(last_sign_in_date as varchar), {never}), days_inactive, products
-        from {s}.inactive_users
+        from {s}.inactive_users where tenant_id = $tenant
         order by days_inactive desc, user_principal_name limit {shown}
         """,
         shown=str(SHOWN),
@@ -255,11 +263,13 @@ def inactive(marts: Warehouse) -> None:
 
 def group_errors(marts: Warehouse) -> None:
     """Group-based license assignments that failed."""
-    (total,), *_ = marts.rows("select count(*) from {s}.group_license_errors")
+    (total,), *_ = marts.rows(
+        "select count(*) from {s}.group_license_errors where tenant_id = $tenant"
+    )
     rows = marts.rows(
         """
         select group_display_name, product_name, error, user_principal_name
-        from {s}.group_license_errors
+        from {s}.group_license_errors where tenant_id = $tenant
         order by group_display_name, user_principal_name limit {shown}
         """,
         shown=str(SHOWN),
@@ -274,7 +284,7 @@ def freshness(marts: Warehouse) -> None:
     """How old the usage data is."""
     rows = marts.rows(
         "select report, latest_report_date, days_behind, names_concealed"
-        " from {s}.report_freshness order by report"
+        " from {s}.report_freshness where tenant_id = $tenant order by report"
     )
     print("\nUsage reports (report_freshness; Microsoft's reports lag 2 to 3 days):")
     print_table(("report", "latest day", "days behind", "names concealed"), rows)
@@ -293,18 +303,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     table_counts(warehouse)
     marts = Warehouse(args.database, args.marts)
-    if not marts.has("seats_by_sku", "wasted_seats_by_sku", "inactive_users"):
+    if not marts.has("tenants", "seats_by_sku", "wasted_seats_by_sku", "inactive_users"):
         print(
             f"\nNo license insight in schema {args.marts}: run `meltano run dbt-duckdb:run`"
             " (transform/)"
         )
         return 1
-    seats(marts)
-    wasted(marts)
-    copilot(marts)
-    inactive(marts)
-    group_errors(marts)
-    freshness(marts)
+    for tenant_id, name in marts.rows(
+        "select tenant_id, tenant_name from {s}.tenants order by tenant_name, tenant_id"
+    ):
+        marts.tenant = tenant_id
+        print(f"\nTenant {name}" + (f" ({tenant_id})" if name != tenant_id else "") + ":")
+        seats(marts)
+        wasted(marts)
+        copilot(marts)
+        inactive(marts)
+        group_errors(marts)
+        freshness(marts)
     return 0
 
 

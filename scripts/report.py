@@ -2,12 +2,13 @@
 
     .venv/bin/python scripts/report.py output/sandbox.duckdb [--out output/license-report.html]
 
-It reads the dbt marts (transform/, schema `license_insight`) and draws, with no script and
-nothing fetched from the network: seats by product (purchased, assigned, active), wasted seats by
-product (unassigned, disabled accounts, inactive users, unused Copilot) with their monthly cost
-when prices are given, Microsoft 365 Copilot seats (assigned, used, never used, wasted) when the
-tenant has any, and daily active users per workload over the report days. `make demo` and
-`make tenant` write it to output/license-report.html.
+It reads the dbt marts (transform/, schema `license_insight`) and draws, per tenant (a section
+each, named by the tenant's display name when the organization stream was loaded, else its id),
+with no script and nothing fetched from the network: seats by product (purchased, assigned,
+active), wasted seats by product (unassigned, disabled accounts, inactive users, unused Copilot)
+with their monthly cost when prices are given, Microsoft 365 Copilot seats (assigned, used, never
+used, wasted) when the tenant has any, and daily active users per workload over the report days.
+`make demo` and `make tenant` write it to output/license-report.html.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def legend(names: list[str], x: float, y: float) -> str:
 
 
 def bar_chart(
-    chart_id: str, title: str, labels: list[str], series: dict[str, list[float]], unit: str = ""
+    chart: str,
+    tenant_id: str,
+    title: str,
+    labels: list[str],
+    series: dict[str, list[float]],
+    *,
+    unit: str = "",
 ) -> str:
     """Horizontal grouped bars: one group per label, one bar per series."""
     label_width, bar_height, gap, width = 260, 12, 10, 900
@@ -75,14 +82,17 @@ def bar_chart(
                 f'class="value">{value:g}{escape(unit)}</text>'
             )
     return (
-        f'<figure id="{chart_id}"><figcaption>{escape(title)}</figcaption>'
+        f'<figure id="{chart}-{escape(tenant_id)}" data-chart="{chart}">'
+        f"<figcaption>{escape(title)}</figcaption>"
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
         f"{legend(list(series), label_width, 20)}{''.join(rows)}</svg></figure>"
     )
 
 
-def line_chart(chart_id: str, title: str, days: list[dt.date], series: dict[str, list[int]]) -> str:
+def line_chart(
+    chart: str, tenant_id: str, title: str, days: list[dt.date], series: dict[str, list[int]]
+) -> str:
     """One line per series over the days."""
     width, height, left, bottom, top_margin = 900, 320, 50, 40, 40
     top = max((v for values in series.values() for v in values), default=0) or 1
@@ -112,42 +122,51 @@ def line_chart(chart_id: str, title: str, days: list[dt.date], series: dict[str,
             f"{days[-1].isoformat()}</text>"
         )
     return (
-        f'<figure id="{chart_id}"><figcaption>{escape(title)}</figcaption>'
+        f'<figure id="{chart}-{escape(tenant_id)}" data-chart="{chart}">'
+        f"<figcaption>{escape(title)}</figcaption>"
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
         f"{legend(list(series), left, 20)}{axis}{''.join(lines)}</svg></figure>"
     )
 
 
-def rows(db: duckdb.DuckDBPyConnection, marts: str, sql: str) -> list[tuple[Any, ...]]:
+def rows(
+    db: duckdb.DuckDBPyConnection, marts: str, sql: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
     """The rows of one of this module's statements; `{m}` is the marts' schema."""
-    return db.execute(sql.replace("{m}", marts)).fetchall()
+    return db.execute(sql.replace("{m}", marts), params or []).fetchall()
 
 
-def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
-    """The page."""
+def tenant_section(db: duckdb.DuckDBPyConnection, marts: str, tenant_id: str, name: str) -> str:
+    """One tenant's summary and charts (every mart is per tenant: its tenant_id)."""
     seats = rows(
         db,
         marts,
         "select product_name, purchased_units, assigned_units, active_seats from {m}.seats_by_sku"
-        " where applies_to = 'User' and not is_free order by purchased_units desc, product_name",
+        " where tenant_id = ? and applies_to = 'User' and not is_free"
+        " order by purchased_units desc, product_name",
+        [tenant_id],
     )
     wasted = rows(
         db,
         marts,
         "select product_name, unassigned_seats, disabled_account_seats, inactive_user_seats,"
         " wasted_seats, wasted_monthly_cost, currency, inactive_days, unused_copilot_seats"
-        " from {m}.wasted_seats_by_sku order by wasted_seats desc, product_name",
+        " from {m}.wasted_seats_by_sku where tenant_id = ?"
+        " order by wasted_seats desc, product_name",
+        [tenant_id],
     )
     daily = rows(
         db,
         marts,
         "select report_date, workload, active_users from {m}.daily_active_users"
-        " order by report_date, workload",
+        " where tenant_id = ? order by report_date, workload",
+        [tenant_id],
     )
     charts = [
         bar_chart(
             "seats",
+            tenant_id,
             "Seats by product: purchased, assigned, active",
             [r[0] for r in seats],
             {
@@ -158,6 +177,7 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
         ),
         bar_chart(
             "wasted",
+            tenant_id,
             "Wasted seats by product",
             [r[0] for r in wasted],
             {
@@ -175,12 +195,14 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
         " count(*) filter (where copilot_last_activity_date is null"
         " and copilot_days_inactive is not null),"
         " count(*) filter (where wasted_reason is not null)"
-        " from {m}.copilot_seats group by product_name order by product_name",
+        " from {m}.copilot_seats where tenant_id = ? group by product_name order by product_name",
+        [tenant_id],
     )
     if copilot:
         charts.append(
             bar_chart(
                 "copilot",
+                tenant_id,
                 "Microsoft 365 Copilot seats: assigned, used Copilot, never used, wasted",
                 [r[0] for r in copilot],
                 {
@@ -197,6 +219,7 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
         charts.append(
             bar_chart(
                 "money",
+                tenant_id,
                 f"Wasted money per month by product ({currency})",
                 [r[0] for r in priced],
                 {"wasted per month": [float(r[5]) for r in priced]},
@@ -209,6 +232,7 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
     charts.append(
         line_chart(
             "daily",
+            tenant_id,
             "Daily active users per workload",
             days,
             {WORKLOAD_NAMES[w]: [by_day.get((d, w), 0) for d in days] for w in workloads},
@@ -223,6 +247,18 @@ def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
     )
     if priced:
         summary += f"; {money:.2f} {escape(str(priced[0][6]))} per month"
+    return (
+        f'<section class="tenant" id="tenant-{escape(tenant_id)}"'
+        f' data-tenant-id="{escape(tenant_id)}"><h2>{escape(name)}</h2>'
+        f'<p class="summary">{summary}</p>{"".join(charts)}</section>\n'
+    )
+
+
+def build(db: duckdb.DuckDBPyConnection, marts: str) -> str:
+    """The page: a section per tenant, named as the tenants mart names it (its display name when
+    the organization stream was loaded, else its id)."""
+    tenants = rows(db, marts, "select tenant_id, tenant_name from {m}.tenants order by 2, 1")
+    sections = [tenant_section(db, marts, tenant_id, name) for tenant_id, name in tenants]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Microsoft 365 license report</title>
 <style>
@@ -231,8 +267,7 @@ figure {{ margin: 24px 0; }} figcaption {{ font-weight: 600; margin-bottom: 8px;
 svg text {{ font: 12px system-ui, sans-serif; fill: #1f2328; }} svg text.value {{ fill: #57606a; }}
 </style></head><body>
 <h1>Microsoft 365 license report</h1>
-<p id="summary">{summary}</p>
-{"".join(charts)}
+{"".join(sections) or "<p>No tenant loaded.</p>"}
 </body></html>
 """
 

@@ -17,7 +17,8 @@ not from the loaded tables:
   holder, days without Copilot, and seats wasted because Copilot went unused;
 - inactive seats (90 days, and 30 through dbt's --vars), seats of disabled accounts, seats in use
   per SKU, group assignment errors, wasted seats per SKU and, with the example prices, their
-  monthly cost.
+  monthly cost;
+- users active on the latest report day, per workload, from the rows the report emulator serves.
 
 Two pipelines run: report names shown, and concealed (only the Teams report's User Id joins
 users). The first runs without user_sign_in_activity (its table does not exist: the models build
@@ -25,6 +26,11 @@ without it), then again, with it selected, after the tenant changed and a day pa
 follow, and license assignments that disappeared are retired by ACTIVATE_VERSION. The concealed
 pipeline selects user_sign_in_activity, so users the Teams report does not list are judged by
 their sign-ins.
+
+A third pipeline reads two tenants in one run (the tap's `tenants` setting) into one schema: they
+hold the same SKUs in other numbers and one conceals names. Every view, read for one tenant,
+must equal that tenant's own figures (every model carries tenant_id and joins on it), and
+scripts/report.py and scripts/glimpse.py must show each tenant under its display name.
 """
 
 from __future__ import annotations
@@ -32,16 +38,22 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
+from html import escape
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pytest
 import yaml
+from psycopg import sql
 
 from tests.graph_emulator import GraphEmulator, Tenant
 from tests.graph_emulator.product_names import PRODUCT_NAMES
-from tests.graph_emulator.reports import Person
+from tests.graph_emulator.reports import Person, _people
 from tests.graph_emulator.tenant import COPILOT_SKU, SKU_BY_PART
 from tests.meltano_project import ROOT, MeltanoProject, installed_meltano, settings_env
 from tests.postgres import PostgresServer, postgres_server
@@ -70,6 +82,14 @@ SIGN_INS = "user_sign_in_activity"  # off unless selected (meltano.yml)
 COPILOT = COPILOT_SKU.sku_id
 COPILOT_SEATS = 16
 WORKLOADS = ("exchange", "onedrive", "sharepoint", "skype", "yammer", "teams")
+# The emulator's workloads as daily_active_users names them.
+DAILY_WORKLOADS = dict(
+    zip(
+        WORKLOADS,
+        ("exchange", "onedrive", "sharepoint", "skype_for_business", "yammer", "teams"),
+        strict=True,
+    )
+)
 FREE = {"FLOW_FREE", "TEAMS_EXPLORATORY"}  # the tenant's free products (dbt_project.yml's list)
 
 
@@ -100,6 +120,9 @@ class Expected:
     sign_ins: bool  # whether the run loaded user_sign_in_activity
     users: int  # current users of the tenant
     names: dict[str, str] = field(default_factory=dict)
+    tenant_id: str = ""  # the tenant's GUID: every row of its views carries it
+    # Users active on the latest report day (last activity that day), per workload.
+    active_on_latest_day: dict[str, int] = field(default_factory=dict)
 
     def unused_copilot(self, days: int) -> set[Key]:
         """Copilot seats of enabled users not otherwise inactive, without Copilot for more than
@@ -163,10 +186,14 @@ class Expected:
         return out
 
 
-def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
-    """What the views must say about the emulator's tenant as the last run saw it."""
-    tenant, reports = emu.tenant, emu.reports
-    assert emu.directory is not None
+def expected_figures(
+    emu: GraphEmulator, *, sign_ins: bool, tenant_id: str | None = None
+) -> Expected:
+    """What the views must say about one of the emulator's tenants (by default its first) as
+    the last run saw it."""
+    tenant_id = tenant_id or emu.tenant_id
+    tenant, reports = emu.site(tenant_id).tenant, emu.reports_of(tenant_id)
+    directory = emu.directory_of(tenant_id)
     as_of = reports.refresh_date  # the latest report day loaded
     concealed = bool(reports.concealed_names)
     skus = {
@@ -214,7 +241,7 @@ def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
     signed_in: dict[str, dt.date | None] = {}
     if sign_ins:
         for user in tenant.users.values():
-            stamp = emu.directory.sign_in_activity(user)["lastSuccessfulSignInDateTime"]
+            stamp = directory.sign_in_activity(user)["lastSuccessfulSignInDateTime"]
             signed_in[user["id"]] = dt.date.fromisoformat(stamp[:10]) if stamp else None
     seats: dict[Key, dict[str, Any]] = {}
     disabled: set[Key] = set()
@@ -265,8 +292,25 @@ def expected_figures(emu: GraphEmulator, *, sign_ins: bool) -> Expected:
         for group in tenant.groups.values()
         if "Team" in (group.get("resourceProvisioningOptions") or [])
     }
+    # The active-user report's rows of the latest day: everyone the directory knew that day,
+    # deleted users included (the emulator's own selection of them is the truth here).
+    people = list(_people(snapshot, as_of))
+    active_on_latest_day = {
+        DAILY_WORKLOADS[workload]: sum(1 for p in people if p.last(workload, as_of) == str(as_of))
+        for workload in WORKLOADS
+    }
     return Expected(
-        as_of, concealed, skus, seats, disabled, errors, teams, sign_ins, len(tenant.users)
+        as_of,
+        concealed,
+        skus,
+        seats,
+        disabled,
+        errors,
+        teams,
+        sign_ins,
+        len(tenant.users),
+        tenant_id=tenant_id,
+        active_on_latest_day=active_on_latest_day,
     )
 
 
@@ -288,68 +332,92 @@ class Views:
     copilot: dict[Key, dict[str, Any]]
     unused_copilot: set[Key]
     teams: set[str]  # team ids on the latest day of stg_teams_team_activity
+    active_on_latest_day: dict[str, int]  # daily_active_users of the latest day, per workload
     sign_in_rows: int  # rows of stg_user_sign_in_activity
     sign_in_table: bool  # whether the tap's user_sign_in_activity table exists
     retired_assignments: set[Key]
     names_loaded: bool
+    tenant_name: str  # the tenants mart's name for the tenant
 
     @classmethod
-    def read(cls, server: PostgresServer, schema: str) -> Views:
-        """The marts in `<schema>_insight`; the loaded tables in `schema`."""
+    def read(cls, server: PostgresServer, schema: str, tenant_id: str) -> Views:
+        """One tenant's rows of the marts in `<schema>_insight` and of the loaded tables in
+        `schema`: every table read is narrowed to `tenant_id` first."""
         marts = f"{schema}_insight"
 
         def rows(sql: str, search_path: str = marts) -> list[dict[str, Any]]:
+            # `{name}` in `sql` reads table `name` holding only this tenant's rows.
+            tables = re.findall(r"\{(\w+)\}", sql)
+            narrowed = "(SELECT * FROM {0} WHERE tenant_id = %(tenant)s) AS {0}"
+            scoped = sql.format_map({name: narrowed.format(name) for name in tables})
             with server.connect() as connection:
                 connection.execute(f'SET search_path TO "{search_path}"')
-                cursor = connection.execute(sql)
+                cursor = connection.execute(scoped, {"tenant": tenant_id} if tables else None)
                 names = [column.name for column in cursor.description or []]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        def keyed(sql: str, *columns: str) -> dict[Any, dict[str, Any]]:
+            """Rows by their key; a key twice (rows joined across tenants) fails."""
+            found = rows(sql)
+            out = {
+                tuple(str(r[c]) for c in columns) if len(columns) > 1 else str(r[columns[0]]): r
+                for r in found
+            }
+            assert len(out) == len(found), sql
+            return out
 
         def keys(sql: str, search_path: str = marts) -> set[Key]:
             return {(r["user_id"], str(r["sku_id"])) for r in rows(sql, search_path)}
 
         (status,) = rows(
-            "SELECT latest_report_date AS activity_as_of, names_concealed FROM report_freshness"
+            "SELECT latest_report_date AS activity_as_of, names_concealed FROM {report_freshness}"
             " WHERE report = 'office365_active_user_detail'"
         )
         return cls(
             status=status,
-            skus={str(r["sku_id"]): r for r in rows("SELECT * FROM seats_by_sku")},
-            seats={
-                (r["user_id"], str(r["sku_id"])): r for r in rows("SELECT * FROM seat_activity")
-            },
-            inactive=keys("SELECT * FROM wasted_seats WHERE wasted_reason = 'inactive user'"),
-            inactive_users={r["user_id"] for r in rows("SELECT user_id FROM inactive_users")},
-            disabled=keys("SELECT * FROM wasted_seats WHERE wasted_reason = 'disabled account'"),
+            skus=keyed("SELECT * FROM {seats_by_sku}", "sku_id"),
+            seats=keyed("SELECT * FROM {seat_activity}", "user_id", "sku_id"),
+            inactive=keys("SELECT * FROM {wasted_seats} WHERE wasted_reason = 'inactive user'"),
+            inactive_users=set(keyed("SELECT user_id FROM {inactive_users}", "user_id")),
+            disabled=keys("SELECT * FROM {wasted_seats} WHERE wasted_reason = 'disabled account'"),
             group_errors={
                 (r["user_id"], str(r["sku_id"]), r["group_id"], r["error"])
-                for r in rows("SELECT * FROM group_license_errors")
+                for r in rows("SELECT * FROM {group_license_errors}")
             },
-            wasted={str(r["sku_id"]): r for r in rows("SELECT * FROM wasted_seats_by_sku")},
-            copilot={
-                (r["user_id"], str(r["sku_id"])): r for r in rows("SELECT * FROM copilot_seats")
-            },
+            wasted=keyed("SELECT * FROM {wasted_seats_by_sku}", "sku_id"),
+            copilot=keyed("SELECT * FROM {copilot_seats}", "user_id", "sku_id"),
             unused_copilot=keys(
-                "SELECT * FROM wasted_seats WHERE wasted_reason = 'unused Copilot'"
+                "SELECT * FROM {wasted_seats} WHERE wasted_reason = 'unused Copilot'"
             ),
             teams={
                 r["team_id"]
                 for r in rows(
-                    "SELECT team_id FROM stg_teams_team_activity WHERE report_date ="
-                    " (SELECT max(report_date) FROM stg_teams_team_activity)"
+                    "SELECT team_id FROM {stg_teams_team_activity} WHERE report_date ="
+                    " (SELECT max(report_date) FROM {stg_teams_team_activity})"
                 )
             },
-            sign_in_rows=rows("SELECT count(*) AS n FROM stg_user_sign_in_activity")[0]["n"],
+            active_on_latest_day={
+                r["workload"]: r["active_users"]
+                for r in rows(
+                    "SELECT workload, active_users FROM {daily_active_users} WHERE report_date ="
+                    " (SELECT max(report_date) FROM {daily_active_users})"
+                )
+            },
+            sign_in_rows=rows("SELECT count(*) AS n FROM {stg_user_sign_in_activity}")[0]["n"],
             sign_in_table=rows(
                 "SELECT to_regclass('user_sign_in_activity') IS NOT NULL AS found", schema
             )[0]["found"],
             retired_assignments=keys(
-                "SELECT user_id, sku_id FROM license_assignments WHERE _sdc_deleted_at IS NOT NULL",
+                "SELECT user_id, sku_id FROM {license_assignments}"
+                " WHERE _sdc_deleted_at IS NOT NULL",
                 schema,
             ),
             names_loaded=bool(
-                rows("SELECT count(product_display_name) AS n FROM subscribed_skus", schema)[0]["n"]
+                rows("SELECT count(product_display_name) AS n FROM {subscribed_skus}", schema)[0][
+                    "n"
+                ]
             ),
+            tenant_name=rows("SELECT tenant_name FROM {tenants}")[0]["tenant_name"],
         )
 
 
@@ -363,19 +431,29 @@ class Pipeline:
     schema: str
     cache: Path
     sign_ins: bool = False  # select user_sign_in_activity (and grant AuditLog.Read.All)
+    # Read every tenant the emulator serves in one run (the tap's `tenants` setting), and the
+    # organization stream too (the tenants mart names each tenant by its display name).
+    every_tenant: bool = False
 
     def env(self) -> dict[str, str]:
         """The tap pointed at the emulator, target-postgres and dbt-postgres at the server."""
-        config = self.emulator.config(start_date=(TODAY - dt.timedelta(days=3)).isoformat())
+        start = (TODAY - dt.timedelta(days=3)).isoformat()
+        if self.every_tenant:
+            config = self.emulator.tenants_config(start_date=start)
+        else:
+            config = self.emulator.config(start_date=start)
+        streams = (
+            *STREAMS,
+            *([SIGN_INS] if self.sign_ins else []),
+            *(["organization"] if self.every_tenant else []),
+        )
         return {
             **settings_env(config),
             "REQUESTS_CA_BUNDLE": self.emulator.ca_bundle,
             **self.postgres.target_env(),
             **self.postgres.dbt_env(self.schema, f"{self.schema}_insight"),
             "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": self.schema,
-            "TAP_MICROSOFT365__SELECT": json.dumps(
-                [f"{stream}.*" for stream in (*STREAMS, *([SIGN_INS] if self.sign_ins else []))]
-            ),
+            "TAP_MICROSOFT365__SELECT": json.dumps([f"{stream}.*" for stream in streams]),
             # The sandbox environment prices with the example file; these checks start without.
             "DBT_POSTGRES_EXAMPLE_PRICES": "false",
             # Where meltano.yml does not declare the product names settings yet, the tap falls
@@ -397,7 +475,7 @@ class Pipeline:
             "dbt-postgres:build",
             env=self.env(),
         )
-        return Views.read(self.postgres, self.schema)
+        return self.read()
 
     def rebuild(self, dbt_vars: dict[str, Any], env: dict[str, str] | None = None) -> Views:
         """dbt alone, again, with other variables (`meltano invoke dbt-postgres build --vars`)."""
@@ -411,7 +489,11 @@ class Pipeline:
             json.dumps(dbt_vars),
             env={**self.env(), **(env or {})},
         )
-        return Views.read(self.postgres, self.schema)
+        return self.read()
+
+    def read(self, tenant_id: str | None = None) -> Views:
+        """The views of one tenant (by default the emulator's first)."""
+        return Views.read(self.postgres, self.schema, tenant_id or self.emulator.tenant_id)
 
 
 @dataclass
@@ -564,6 +646,8 @@ def check(views: Views, expected: Expected) -> None:
     assert views.sign_in_table is expected.sign_ins
     assert views.sign_in_rows == (expected.users if expected.sign_ins else 0)
     assert views.teams == expected.teams
+    assert views.active_on_latest_day == expected.active_on_latest_day
+    assert any(expected.active_on_latest_day.values())
     wasted = expected.wasted(90)
     assert set(views.wasted) == set(wasted)
     for sku_id, figures in wasted.items():
@@ -588,6 +672,8 @@ def test_figures_match_the_tenant(runs: Runs) -> None:
     assert None not in copilot_days
     assert any(row["copilot_last_activity_date"] is None for row in views.copilot.values())
     assert views.skus[COPILOT]["active_seats"] > 0
+    # Without the organization stream the tenant is named by its id.
+    assert views.tenant_name == expected.tenant_id
     # Without user_sign_in_activity: no table, no sign-ins, activity from the reports alone.
     assert not views.sign_in_table
     assert all(seat["last_sign_in_date"] is None for seat in views.seats.values())
@@ -693,3 +779,248 @@ def test_a_later_run_follows_the_changed_tenant(runs: Runs) -> None:
     assert views.sign_in_table
     assert recent_sign_in_only(expected, 90)
     assert not recent_sign_in_only(expected, 90) & views.inactive
+
+
+# ----------------------------------------------------------------------------- several tenants
+
+# What scripts/report.py and scripts/glimpse.py read, by schema (the tap's tables, the marts).
+FOR_SCRIPTS = {
+    "tap_microsoft365": ("organization", "subscribed_skus"),
+    "license_insight": (
+        "tenants",
+        "seats_by_sku",
+        "wasted_seats_by_sku",
+        "copilot_seats",
+        "daily_active_users",
+        "inactive_users",
+        "user_activity",
+        "group_license_errors",
+        "report_freshness",
+        "sku_prices",
+    ),
+}
+
+
+@dataclass
+class TenantRuns:
+    """One run over two tenants (the tap's `tenants` setting) into one schema."""
+
+    pipeline: Pipeline
+    figures: dict[str, tuple[Views, Expected]]  # each tenant's views and its own figures
+    names: dict[str, str]  # display names by tenant id
+    per_mart: dict[str, dict[str, int]]  # rows per tenant id in each mart
+
+
+def several_tenants() -> GraphEmulator:
+    """Contoso and Fabrikam, one multi-tenant app consented in both. They hold the same products
+    (the same skuIds: a join on skuId alone mixes them) in other numbers, their reports cover the
+    same days (so do joins on the report day), and Fabrikam conceals user names in its reports."""
+    contoso = Tenant.synthetic(users=80, groups=8, seed=41, today=TODAY, copilot_seats=6)
+    fabrikam = Tenant.synthetic(
+        users=50,
+        groups=6,
+        seed=42,
+        today=TODAY,
+        copilot_seats=4,
+        domain="fabrikam.onmicrosoft.com",
+        display_name="Fabrikam",
+    )
+    return GraphEmulator(contoso, tenants=[fabrikam], time_scale=0.005)
+
+
+@pytest.fixture(scope="module")
+def tenant_runs(
+    installed_meltano: MeltanoProject,
+    postgres_server: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TenantRuns]:
+    with several_tenants() as emu:
+        ids = list(emu.sites)
+        emu.reports_of(ids[1]).concealed_names = True
+        pipeline = Pipeline(
+            emu,
+            installed_meltano,
+            postgres_server,
+            "insight_tenants",
+            tmp_path_factory.mktemp("insight-tenants"),
+            sign_ins=True,
+            every_tenant=True,
+        )
+        pipeline.run()
+        figures = {
+            tenant_id: (
+                pipeline.read(tenant_id),
+                expected_figures(emu, sign_ins=True, tenant_id=tenant_id),
+            )
+            for tenant_id in ids
+        }
+        per_mart: dict[str, dict[str, int]] = {}
+        with postgres_server.connect() as connection:
+            # Every model with a tenant_id (all but the prices) in the run's dbt schema.
+            for (model,) in connection.execute(
+                "SELECT table_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND column_name = 'tenant_id'",
+                ["insight_tenants_insight"],
+            ).fetchall():
+                counted = connection.execute(
+                    sql.SQL("SELECT tenant_id, count(*) FROM {} GROUP BY tenant_id").format(
+                        sql.Identifier("insight_tenants_insight", model)
+                    )
+                ).fetchall()
+                per_mart[model] = dict(counted)
+        yield TenantRuns(
+            pipeline,
+            figures,
+            {tenant_id: emu.site(tenant_id).tenant.display_name for tenant_id in ids},
+            per_mart,
+        )
+
+
+def test_each_tenant_of_one_run_has_its_own_figures(tenant_runs: TenantRuns) -> None:
+    """Every figure of every view, read for one tenant, equals that tenant's own: nothing of the
+    other tenant joins in (the dbt tests passed too: uniqueness per tenant and key)."""
+    (contoso_id, contoso), (fabrikam_id, fabrikam) = tenant_runs.figures.items()
+    for views, expected in (contoso, fabrikam):
+        check(views, expected)
+        # The organization stream was loaded: each tenant has its display name.
+        assert views.tenant_name == tenant_runs.names[expected.tenant_id]
+    assert set(tenant_runs.names.values()) == {"Contoso", "Fabrikam"}
+    # The same products in other numbers: SKU figures differ between the tenants.
+    shared = set(contoso[1].skus) & set(fabrikam[1].skus)
+    assert COPILOT in shared
+    assert any(contoso[1].skus[s]["consumed"] != fabrikam[1].skus[s]["consumed"] for s in shared)
+    assert contoso[0].wasted != fabrikam[0].wasted
+    # Fabrikam conceals names, Contoso does not; Copilot seats are judged in Contoso only.
+    assert (contoso[0].status["names_concealed"], fabrikam[0].status["names_concealed"]) == (
+        False,
+        True,
+    )
+    assert contoso[0].copilot
+    assert fabrikam[0].copilot
+    assert all(row["copilot_days_inactive"] is None for row in fabrikam[0].copilot.values())
+    assert all(row["copilot_days_inactive"] is not None for row in contoso[0].copilot.values())
+    # Every row of every model belongs to one of the two tenants, and the per-tenant reads
+    # above saw them all.
+    tenants = {contoso_id, fabrikam_id}
+    for mart, counts in tenant_runs.per_mart.items():
+        assert set(counts) <= tenants, mart
+    for mart in ("tenants", "seats_by_sku", "seat_activity", "user_activity", "report_freshness"):
+        assert set(tenant_runs.per_mart[mart]) == tenants, mart
+    assert tenant_runs.per_mart["tenants"] == dict.fromkeys(tenants, 1)
+    for tenant_id, (views, expected) in tenant_runs.figures.items():
+        assert tenant_runs.per_mart["seat_activity"][tenant_id] == len(expected.seats)
+        assert tenant_runs.per_mart["seats_by_sku"][tenant_id] == len(expected.skus)
+        assert tenant_runs.per_mart["user_activity"][tenant_id] == expected.users
+        assert tenant_runs.per_mart["report_freshness"][tenant_id] == 3  # one row per report
+        assert len(views.seats) == len(expected.seats)
+
+
+def duckdb_type(postgres: str) -> str:
+    """A PostgreSQL column type as DuckDB spells it; JSON and arrays as text."""
+    if "json" in postgres or postgres.endswith("[]"):
+        return "varchar"
+    return postgres.replace("timestamp without time zone", "timestamp")
+
+
+@pytest.fixture(scope="module")
+def as_duckdb(tenant_runs: TenantRuns, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tables the scripts read, copied from this run's PostgreSQL schemas into a DuckDB file
+    under the schema names target-duckdb and dbt-duckdb give them (the scripts read DuckDB)."""
+    folder = tmp_path_factory.mktemp("as-duckdb")
+    database = folder / "tenants.duckdb"
+    schemas = {
+        "tap_microsoft365": tenant_runs.pipeline.schema,
+        "license_insight": f"{tenant_runs.pipeline.schema}_insight",
+    }
+    with tenant_runs.pipeline.postgres.connect() as source, duckdb.connect(str(database)) as db:
+        for schema, tables in FOR_SCRIPTS.items():
+            db.execute(f"CREATE SCHEMA {schema}")
+            for table in tables:
+                cursor = source.execute(
+                    sql.SQL("SELECT * FROM {}").format(sql.Identifier(schemas[schema], table))
+                )
+                columns = cursor.description or []
+                file = folder / f"{table}.csv"
+                with file.open("w", newline="") as out:
+                    writer = csv.writer(out)
+                    writer.writerow([column.name for column in columns])
+                    writer.writerows(cursor.fetchall())
+                # PostgreSQL's column types (JSON as text): an empty column keeps its type.
+                types = ", ".join(
+                    f"{column.name} {duckdb_type(column.type_display)}" for column in columns
+                )
+                db.execute(f"CREATE TABLE {schema}.{table} ({types})")
+                db.execute(
+                    f"INSERT INTO {schema}.{table}"  # noqa: S608 - this module's names
+                    f" SELECT * FROM read_csv('{file}', header = true, all_varchar = true)"
+                )
+    return database
+
+
+def test_the_html_report_has_a_section_per_tenant(as_duckdb: Path, tenant_runs: TenantRuns) -> None:
+    """scripts/report.py over this run's marts: one section per tenant, named by its display
+    name, with that tenant's own figures."""
+    database, tmp_path = as_duckdb, as_duckdb.parent
+    page = tmp_path / "report.html"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), str(database), f"--out={page}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    html = page.read_text()
+    sections = {
+        match[1]: match[2]
+        for match in re.finditer(
+            r'<section class="tenant" id="tenant-[^"]+" data-tenant-id="([^"]+)">(.*?)</section>',
+            html,
+            re.DOTALL,
+        )
+    }
+    assert set(sections) == set(tenant_runs.figures)
+    for tenant_id, (_views, expected) in tenant_runs.figures.items():
+        section = sections[tenant_id]
+        assert f"<h2>{escape(tenant_runs.names[tenant_id])}</h2>" in section
+        wasted = expected.wasted(90)
+        assert f"{sum(w['wasted_seats'] for w in wasted.values())} wasted seats" in section
+        for sku_id, sku in expected.skus.items():
+            if not sku["applies_to_user"] or sku["part_number"] in FREE:
+                continue
+            label = escape(PRODUCT_NAMES[sku_id])
+            for series, value in (
+                ("purchased", sku["purchased"]),
+                ("assigned", sku["consumed"]),
+                ("inactive users", wasted[sku_id]["inactive_user_seats"]),
+            ):
+                assert f'data-series="{series}" data-label="{label}" data-value="{value}"' in (
+                    section
+                ), (tenant_runs.names[tenant_id], sku["part_number"], series)
+        assert section.count('data-chart="daily"') == 1
+
+
+def test_the_glimpse_prints_each_tenant(as_duckdb: Path, tenant_runs: TenantRuns) -> None:
+    """scripts/glimpse.py (what `make demo` and `make tenant` print) over this run: a block per
+    tenant, named, with that tenant's own wasted seats and inactive users."""
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "glimpse.py"), str(as_duckdb)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    blocks = re.split(r"(?m)^Tenant ", completed.stdout)[1:]
+    assert len(blocks) == len(tenant_runs.figures)
+    for block in blocks:
+        heading = block.split("\n", 1)[0]
+        (tenant_id,) = [tid for tid in tenant_runs.figures if f"({tid}):" in heading]
+        assert heading == f"{tenant_runs.names[tenant_id]} ({tenant_id}):"
+        expected = tenant_runs.figures[tenant_id][1]
+        wasted = sum(w["wasted_seats"] for w in expected.wasted(90).values())
+        assert f"Wasted seats (wasted_seats_by_sku): {wasted}:" in block
+        inactive = {key[0] for key in expected.inactive(90)}
+        assert f"Inactive users holding seats (inactive_users): {len(inactive)}\n" in block
+        concealed = "True" if expected.concealed else "False"
+        assert re.search(rf"office365_active_user_detail\s+\S+\s+\d+\s+{concealed}", block)

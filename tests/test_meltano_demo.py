@@ -129,7 +129,9 @@ def test_demo_loads_the_sandbox_tenant_into_duckdb_and_prints_it(demo: Demo) -> 
     assert seats == {
         sku["skuId"]: (sku["prepaidUnits"]["enabled"], sku["consumedUnits"]) for sku in tenant.skus
     }
-    # The glimpse prints the marts' figures; the sandbox prices with the example file.
+    # The glimpse prints the marts' figures, under the tenant's name (organization was loaded);
+    # the sandbox prices with the example file.
+    assert f"\nTenant {tenant.display_name} ({tenant.tenant_id}):\n" in out
     assert "Seats per product (seats_by_sku)" in out
     assert f"Wasted seats (wasted_seats_by_sku): {wasted}:" in out
     assert cost is not None
@@ -197,7 +199,7 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
     # Self-contained: no script, stylesheet or image from elsewhere.
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", dom)
     for chart in ("seats", "wasted", "money", "copilot", "daily"):
-        assert f'<figure id="{chart}">' in dom, chart
+        assert f'data-chart="{chart}"' in dom, chart
     assert dom.count("<svg") == 5
     assert dom.count("<polyline") >= 5  # one line per workload
     with duckdb.connect(str(demo.folder / "sandbox.duckdb"), read_only=True) as db:
@@ -212,6 +214,9 @@ def test_the_html_report_renders_in_headless_chromium(demo: Demo) -> None:
     tenant = Tenant.synthetic(
         users=USERS, groups=GROUPS, seed=SEED, today=dt.date.today(), copilot_seats=COPILOT_SEATS
     )
+    # One tenant: one section, named by its display name (the organization stream).
+    assert dom.count('<section class="tenant"') == 1
+    assert f'data-tenant-id="{tenant.tenant_id}"><h2>{escape(tenant.display_name)}</h2>' in dom
     purchased = {sku["prepaidUnits"]["enabled"] for sku in tenant.skus}
     assert products
     for name, bought, assigned, active in products:

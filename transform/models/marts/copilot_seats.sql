@@ -4,6 +4,7 @@
 -- unused Copilot). copilot_days_inactive is null when the report has no row for the user: names
 -- concealed in reports, or a license newer than the report.
 select
+    s.tenant_id,
     s.user_id,
     s.user_principal_name,
     s.display_name,
@@ -31,6 +32,7 @@ select
     s.activity_as_of
 from {{ ref('seat_activity') }} as s
 left join {{ ref('stg_copilot_usage') }} as c
-    on c.user_principal_name_lower = lower(s.user_principal_name)
+    on c.tenant_id = s.tenant_id
+    and c.user_principal_name_lower = lower(s.user_principal_name)
     and c.report_date = s.copilot_report_date
 where s.is_copilot

@@ -2,6 +2,7 @@
 -- free; MutuallyExclusiveViolation, DependencyViolation, ...): one row per (user, SKU, group).
 -- The user may still hold the SKU another way (user_holds_license).
 select
+    p.tenant_id,
     p.user_id,
     la.user_principal_name,
     la.account_enabled,
@@ -16,7 +17,7 @@ select
     la.consumes_unit as user_holds_license
 from {{ ref('stg_license_assignment_paths') }} as p
 join {{ ref('stg_license_assignments') }} as la
-    on la.user_id = p.user_id and la.sku_id = p.sku_id
-left join {{ ref('stg_groups') }} as g on g.group_id = p.group_id
-left join {{ ref('stg_subscribed_skus') }} as k on k.sku_id = p.sku_id
+    on la.tenant_id = p.tenant_id and la.user_id = p.user_id and la.sku_id = p.sku_id
+left join {{ ref('stg_groups') }} as g on g.tenant_id = p.tenant_id and g.group_id = p.group_id
+left join {{ ref('stg_subscribed_skus') }} as k on k.tenant_id = p.tenant_id and k.sku_id = p.sku_id
 where p.group_id is not null and coalesce(p.error, 'None') not in ('None', '')

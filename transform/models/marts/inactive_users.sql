@@ -2,6 +2,7 @@
 -- loaded) without a successful sign-in for more than var('inactive_days') days (seats in their
 -- grace period left out), with what they hold.
 select
+    tenant_id,
     user_id,
     user_principal_name,
     display_name,
@@ -15,4 +16,5 @@ select
 from {{ ref('seat_activity') }}
 where wasted_reason = 'inactive user'
 group by
-    user_id, user_principal_name, display_name, department, last_activity_date, last_sign_in_date
+    tenant_id, user_id, user_principal_name, display_name, department, last_activity_date,
+    last_sign_in_date

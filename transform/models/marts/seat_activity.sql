@@ -1,5 +1,5 @@
--- Per seat (a user holding a SKU that consumes a unit): how long its user has been inactive and
--- whether the seat is wasted.
+-- Per seat (a user of a tenant holding a SKU that consumes a unit): how long its user has been
+-- inactive and whether the seat is wasted.
 --   held_since: the SKU's assignment date from Graph (license_assignments.assigned_date_time),
 --     or, when Graph gives none, the latest License Assign Date in the active-user report, or
 --     the day the assignment last changed;
@@ -15,6 +15,7 @@
 --     (a Copilot seat: used Copilot within those days); a user never active is not in use.
 with seats as (
     select
+        la.tenant_id,
         la.user_id,
         la.user_principal_name,
         la.account_enabled,
@@ -40,8 +41,10 @@ with seats as (
         coalesce(la.assigned_date, a.latest_license_assign_date, la.last_updated_date)
             as held_since
     from {{ ref('stg_license_assignments') }} as la
-    left join {{ ref('user_activity') }} as a on a.user_id = la.user_id
-    left join {{ ref('stg_subscribed_skus') }} as k on k.sku_id = la.sku_id
+    left join {{ ref('user_activity') }} as a
+        on a.tenant_id = la.tenant_id and a.user_id = la.user_id
+    left join {{ ref('stg_subscribed_skus') }} as k
+        on k.tenant_id = la.tenant_id and k.sku_id = la.sku_id
     where la.consumes_unit
 ),
 judged as (

@@ -1,5 +1,5 @@
--- Per SKU: units bought by state, assigned, available, and how many of the assigned seats are
--- in use: held by enabled users active within var('inactive_days') (a Copilot seat: by users
+-- Per tenant and SKU: units bought by state, assigned, available, and how many of the assigned
+-- seats are in use: held by enabled users active within var('inactive_days') (a Copilot seat: by users
 -- who used Copilot within those days; seat_activity.in_use).
 --   purchased_units: active units (Graph's prepaidUnits.enabled);
 --   warning_units: units past their end date, still usable during the grace period;
@@ -12,12 +12,14 @@
 --     the licenses); they are not counted as available.
 with seats as (
     select
+        tenant_id,
         sku_id,
         count(*) filter (where in_use) as active_seats
     from {{ ref('seat_activity') }}
-    group by sku_id
+    group by tenant_id, sku_id
 )
 select
+    k.tenant_id,
     k.sku_id,
     k.sku_part_number,
     k.product_name,
@@ -33,4 +35,4 @@ select
     greatest(k.consumed_units - k.enabled_units - k.warning_units, 0) as over_assigned_units,
     coalesce(seats.active_seats, 0) as active_seats
 from {{ ref('stg_subscribed_skus') }} as k
-left join seats on seats.sku_id = k.sku_id
+left join seats on seats.tenant_id = k.tenant_id and seats.sku_id = k.sku_id

@@ -1,8 +1,8 @@
--- Per current user: the last activity per workload from their latest row of the active-user
--- report (Teams also from the Teams report, which still joins when names are concealed; Copilot
--- from the latest snapshot of the Copilot usage report), their last successful sign-in (when
--- user_sign_in_activity was loaded), the last activity of any kind, and the day counting starts
--- from.
+-- Per current user of each tenant: the last activity per workload from their latest row of the
+-- active-user report (Teams also from the Teams report, which still joins when names are concealed;
+-- Copilot from the latest snapshot of the Copilot usage report), their last successful sign-in
+-- (when user_sign_in_activity was loaded), the last activity of any kind, and the day counting
+-- starts from.
 --   last_report_activity_date: the latest activity day in any usage report;
 --   last_sign_in_date: the day of the last successful sign-in, interactive or not (UTC);
 --   last_activity_date: the later of the two: a recent sign-in makes the user active even
@@ -11,15 +11,18 @@
 --     'Teams only' (names concealed: the Teams report alone joins), 'sign-ins only' (in no
 --     report, but sign-ins were loaded), 'not in reports' (nothing known: not judged);
 --   sign_ins_known: whether user_sign_in_activity had a row for the user.
+-- Each tenant's reports have their own latest day: the "as of" date is per tenant.
 with as_of as (
-    select coalesce(
-        (select latest_report_date from {{ ref('report_freshness') }}
-         where report = 'office365_active_user_detail'),
-        (select latest_report_date from {{ ref('report_freshness') }}
-         where report = 'teams_user_activity_user_detail'),
-        (select latest_report_date from {{ ref('report_freshness') }}
-         where report = 'microsoft365_copilot_usage_user_detail')
-    ) as activity_as_of
+    select
+        tenant_id,
+        coalesce(
+            max(latest_report_date) filter (where report = 'office365_active_user_detail'),
+            max(latest_report_date) filter (where report = 'teams_user_activity_user_detail'),
+            max(latest_report_date)
+                filter (where report = 'microsoft365_copilot_usage_user_detail')
+        ) as activity_as_of
+    from {{ ref('report_freshness') }}
+    group by tenant_id
 ),
 office as (
     select *
@@ -27,7 +30,7 @@ office as (
         select
             r.*,
             row_number() over (
-                partition by r.user_principal_name_lower order by r.report_date desc
+                partition by r.tenant_id, r.user_principal_name_lower order by r.report_date desc
             ) as newest
         from {{ ref('stg_office365_active_user_detail') }} as r
         where r.is_named  -- concealed (hashed) names cannot join users
@@ -39,17 +42,24 @@ teams as (
     from (
         select
             t.*,
-            row_number() over (partition by t.user_id order by t.report_date desc) as newest
+            row_number() over (
+                partition by t.tenant_id, t.user_id order by t.report_date desc
+            ) as newest
         from {{ ref('stg_teams_user_activity') }} as t
     ) as ranked
     where newest = 1
 ),
--- The Copilot report's latest snapshot: it lists the current Copilot holders.
+-- Each tenant's latest snapshot of the Copilot report: it lists the current Copilot holders.
+copilot_latest as (
+    select tenant_id, max(report_date) as report_date
+    from {{ ref('stg_copilot_usage') }}
+    group by tenant_id
+),
 copilot as (
     select c.*
     from {{ ref('stg_copilot_usage') }} as c
+    join copilot_latest as l on l.tenant_id = c.tenant_id and l.report_date = c.report_date
     where c.is_named
-        and c.report_date = (select max(report_date) from {{ ref('stg_copilot_usage') }})
 ),
 reported as (
     select
@@ -82,12 +92,16 @@ reported as (
             else 'not in reports'
         end as activity_basis
     from {{ ref('stg_users') }} as u
-    left join office as o on o.user_principal_name_lower = u.user_principal_name_lower
-    left join teams as t on t.user_id = lower(u.user_id)
-    left join copilot as c on c.user_principal_name_lower = u.user_principal_name_lower
-    left join {{ ref('stg_user_sign_in_activity') }} as s on s.user_id = u.user_id
+    left join office as o on o.tenant_id = u.tenant_id
+        and o.user_principal_name_lower = u.user_principal_name_lower
+    left join teams as t on t.tenant_id = u.tenant_id and t.user_id = lower(u.user_id)
+    left join copilot as c on c.tenant_id = u.tenant_id
+        and c.user_principal_name_lower = u.user_principal_name_lower
+    left join {{ ref('stg_user_sign_in_activity') }} as s
+        on s.tenant_id = u.tenant_id and s.user_id = u.user_id
 )
 select
+    reported.tenant_id,
     user_id,
     user_principal_name,
     display_name,
@@ -110,4 +124,4 @@ select
     sign_ins_known,
     as_of.activity_as_of
 from reported
-cross join as_of
+left join as_of on as_of.tenant_id = reported.tenant_id

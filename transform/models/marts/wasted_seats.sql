@@ -1,6 +1,7 @@
 -- The seats behind wasted_seats_by_sku's disabled, inactive and unused-Copilot counts, one row
 -- per seat.
 select
+    tenant_id,
     user_id,
     user_principal_name,
     display_name,

@@ -3,6 +3,7 @@
 -- Copilot activity overall and per app (empty: never used). Joins users by user principal name,
 -- so not while the tenant conceals names in reports. Empty when the table is missing.
 select
+    tenant_id,
     cast(report_date as date) as report_date,
     cast(report_refresh_date as date) as report_refresh_date,
     user_principal_name,
@@ -20,6 +21,7 @@ select
     cast(onenote_copilot_last_activity_date as date) as onenote_copilot_last_activity_date,
     cast(loop_copilot_last_activity_date as date) as loop_copilot_last_activity_date
 from {{ optional_source('microsoft365_copilot_usage_user_detail', {
+    'tenant_id': 'varchar',
     'report_date': 'varchar',
     'report_refresh_date': 'varchar',
     'user_principal_name': 'varchar',

@@ -1,4 +1,5 @@
 select
+    tenant_id,
     id as group_id,
     display_name
 from {{ source('tap_microsoft365', 'groups') }}

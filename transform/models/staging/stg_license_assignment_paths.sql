@@ -1,6 +1,7 @@
 -- One row per way a user gets a SKU: directly (group_id null) or from a group, with its state
 -- and error (Graph's licenseAssignmentStates, kept in license_assignments.assignments).
 select
+    la.tenant_id,
     la.user_id,
     lower(cast(la.sku_id as varchar)) as sku_id,
     {{ json_text('path', 'assignedByGroup') }} as group_id,

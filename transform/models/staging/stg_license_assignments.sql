@@ -1,5 +1,6 @@
 -- One row per (user, SKU) license held or failing, as the license_assignments stream emits it.
 select
+    tenant_id,
     user_id,
     lower(cast(sku_id as varchar)) as sku_id,
     user_principal_name,

@@ -1,6 +1,7 @@
 -- The Microsoft 365 active-user report, one row per user and report day: the last activity day
 -- and the license assign day per workload.
 select
+    tenant_id,
     cast(report_date as date) as report_date,
     cast(report_refresh_date as date) as report_refresh_date,
     user_principal_name,

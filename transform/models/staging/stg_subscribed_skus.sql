@@ -1,5 +1,6 @@
 -- One row per product the tenant bought: units by state (Graph's prepaidUnits), units assigned.
 select
+    tenant_id,
     lower(cast(sku_id as varchar)) as sku_id,
     sku_part_number,
     coalesce(product_display_name, sku_part_number) as product_name,

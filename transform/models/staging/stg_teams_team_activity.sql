@@ -2,6 +2,7 @@
 -- active users and channels, guests, messages, reactions, meetings. Empty when the table is
 -- missing (the stream deselected, or a tenant without teams).
 select
+    tenant_id,
     cast(report_date as date) as report_date,
     cast(report_refresh_date as date) as report_refresh_date,
     team_id,
@@ -21,6 +22,7 @@ select
     cast(active_shared_channels as integer) as active_shared_channels,
     cast(active_external_users as integer) as active_external_users
 from {{ optional_source('teams_team_activity_detail', {
+    'tenant_id': 'varchar',
     'report_date': 'varchar',
     'report_refresh_date': 'varchar',
     'team_id': 'varchar',

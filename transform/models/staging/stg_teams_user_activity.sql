@@ -1,5 +1,6 @@
 -- The Teams user-activity report: its User Id joins users even when names are concealed.
 select
+    tenant_id,
     cast(report_date as date) as report_date,
     lower(user_id) as user_id,
     cast(last_activity_date as date) as last_activity_date

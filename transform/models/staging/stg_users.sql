@@ -1,5 +1,6 @@
 -- Current users (rows the tap reported deleted are left out).
 select
+    tenant_id,
     id as user_id,
     user_principal_name,
     lower(user_principal_name) as user_principal_name_lower,
