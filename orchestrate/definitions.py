@@ -12,7 +12,9 @@ Settings (environment): ORCHESTRATE_TENANTS_FILE (the tenants file, see tenant_g
 ORCHESTRATE_GROUPS (hash buckets for tenants without a `group`, default 8), ORCHESTRATE_WORKERS
 (default 4), ORCHESTRATE_MELTANO (the meltano command, default `meltano`),
 ORCHESTRATE_ENVIRONMENT (Meltano environment, default the project's), ORCHESTRATE_LOADER
-(default target-postgres), MELTANO_PROJECT_ROOT (default the repository). Everything else a
+(default target-postgres), ORCHESTRATE_SCHEMA (the base of each group's schema
+`<schema>_<group>`, default the loader's default_target_schema variable, else
+tap_microsoft365), MELTANO_PROJECT_ROOT (default the repository). Everything else a
 worker needs (client secret, loader settings, MELTANO_DATABASE_URI) comes from the environment
 as for any `meltano run`. Workers run side by side, so Meltano's system database must take
 concurrent writers (PostgreSQL, not the default SQLite file).
@@ -45,8 +47,10 @@ from dagster import (
 )
 
 from orchestrate.tenant_groups import (
+    group_schema,
     load_tenants,
     meltano_command,
+    schema_variable,
     tenant_groups,
     worker_env,
 )
@@ -60,6 +64,11 @@ WORKERS = int(os.environ.get("ORCHESTRATE_WORKERS", "4"))
 MELTANO = shlex.split(os.environ.get("ORCHESTRATE_MELTANO", "meltano"))
 ENVIRONMENT = os.environ.get("ORCHESTRATE_ENVIRONMENT") or None
 LOADER = os.environ.get("ORCHESTRATE_LOADER", "target-postgres")
+SCHEMA = (
+    os.environ.get("ORCHESTRATE_SCHEMA")
+    or os.environ.get(schema_variable(LOADER))
+    or "tap_microsoft365"
+)
 TAIL_LINES = 40
 
 
@@ -129,13 +138,22 @@ def run_group(log: Any, key: str, tenants: list[dict[str, Any]]) -> dict[str, An
     """One worker: `meltano run` for one tenant group; Failure with the run's last lines when it
     fails (the tap names each failed tenant in an ERROR line and lists them on its last line)."""
     names = ", ".join(str(t.get("name") or t["tenant_id"]) for t in tenants)
-    log.info("tenant group %s: %d tenants (%s)", key, len(tenants), names)
+    log.info(
+        "tenant group %s: %d tenants (%s) into schema %s",
+        key,
+        len(tenants),
+        names,
+        group_schema(SCHEMA, key),
+    )
     env = {
         **os.environ,
         **worker_env(tenants),
         "MELTANO_SYS_DIR_ROOT": str(_run_dir(key)),
         "MELTANO_PROJECT_ROOT": str(PROJECT_ROOT),
         "MELTANO_DATABASE_URI": _system_database(),
+        # A schema per group: the ACTIVATE_VERSION ending a group's full reads retires every
+        # row of the table it is applied to, other groups' tenants included.
+        schema_variable(LOADER): group_schema(SCHEMA, key),
     }
     prepare_system_database(log, env)
     command = meltano_command(MELTANO, key, environment=ENVIRONMENT, loader=LOADER)

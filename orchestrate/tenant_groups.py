@@ -8,10 +8,16 @@ one of `groups` buckets by a hash of its tenant_id, so adding or removing a tena
 another: each group keeps its own Meltano state id (`--state-id-suffix=<group>`), and a tenant
 that moved would start over (a full read, its delta links and report bookmarks left behind in
 the old group's state). Changing the number of groups moves tenants: pin them with `group` first.
+
+Each group also loads into a schema of its own (`<schema>_<group>`): a run ends each full read
+with ACTIVATE_VERSION, which a target applies to the whole table, so groups sharing a table
+would retire each other's rows. The license insight (transform/) reads the group schemas as one
+(dbt var `tap_schemas`, which `python -m orchestrate.tenant_groups TENANTS_FILE` prints).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -20,6 +26,7 @@ from typing import Any
 
 GROUP_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 TENANTS_VARIABLE = "TAP_MICROSOFT365_TENANTS"
+MAX_SCHEMA_NAME = 63  # PostgreSQL's identifier limit
 
 
 class TenantsFileError(ValueError):
@@ -102,3 +109,44 @@ def meltano_command(
 def state_id(key: str, *, environment: str, extractor: str, loader: str) -> str:
     """The state id Meltano stores a group's state under."""
     return f"{environment}:{extractor}-to-{loader}:{key}"
+
+
+def group_schema(schema: str, key: str) -> str:
+    """The schema a group's run loads into: `<schema>_<group>`, lower case, '-' as '_'."""
+    name = f"{schema}_{key}".lower().replace("-", "_")
+    if len(name) > MAX_SCHEMA_NAME:
+        msg = (
+            f"schema {name} is longer than {MAX_SCHEMA_NAME} characters: shorten the schema "
+            f"({schema}) or the group name ({key})"
+        )
+        raise ValueError(msg)
+    return name
+
+
+def schema_variable(loader: str) -> str:
+    """The variable Meltano reads the loader's default_target_schema setting from."""
+    return f"{loader.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the group schemas of a tenants file as the dbt var tap_schemas (a JSON list)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrate.tenant_groups",
+        description="The schemas the tenant groups load into, for dbt's --vars tap_schemas.",
+    )
+    parser.add_argument("tenants_file")
+    parser.add_argument("--groups", type=int, default=8, help="as ORCHESTRATE_GROUPS")
+    parser.add_argument("--schema", default="tap_microsoft365", help="as ORCHESTRATE_SCHEMA")
+    args = parser.parse_args(argv)
+    try:
+        groups = tenant_groups(load_tenants(args.tenants_file), args.groups)
+        schemas = [group_schema(args.schema, key) for key in groups]
+    except ValueError as exc:
+        print(exc)
+        return 2
+    print(json.dumps({"tap_schemas": schemas}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -109,15 +109,18 @@ def step_spans(output: str) -> dict[str, tuple[dt.datetime, dt.datetime]]:
     return {group: (starts[group], ends[group]) for group in starts if group in ends}
 
 
-def table(name: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name))
+GROUP_SCHEMAS = {"group-a": f"{SCHEMA}_group_a", "group-b": f"{SCHEMA}_group_b"}
 
 
 def rows_by_tenant(server: PostgresServer, name: str, column: str) -> dict[str, set[Any]]:
+    """Current rows (not retired: `_sdc_deleted_at` null) of every group's table, per tenant."""
     found: dict[str, set[Any]] = {}
-    query = sql.SQL("select tenant_id, {} from {}").format(sql.Identifier(column), table(name))
-    for tenant_id, value in server.query(query):
-        found.setdefault(str(tenant_id), set()).add(value)
+    for schema in GROUP_SCHEMAS.values():
+        query = sql.SQL("select tenant_id, {} from {}.{} where _sdc_deleted_at is null").format(
+            sql.Identifier(column), sql.Identifier(schema), sql.Identifier(name)
+        )
+        for tenant_id, value in server.query(query):
+            found.setdefault(str(tenant_id), set()).add(value)
     return found
 
 
@@ -255,14 +258,46 @@ def test_each_tenant_lands_in_the_shared_tables_with_its_own_rows(
         assert reports[site.tenant_id]
         assert all(str(upn).endswith(domains) for upn in reports[site.tenant_id])
     assert sites[2].tenant_id not in users
-    keys = made.postgres.query(
-        "select tc.table_name, kcu.column_name from information_schema.table_constraints tc "
-        "join information_schema.key_column_usage kcu using (constraint_schema, constraint_name) "
-        "where tc.table_schema = %s and tc.constraint_type = 'PRIMARY KEY' "
-        "and kcu.ordinal_position = 1",
-        SCHEMA,
+    for schema in GROUP_SCHEMAS.values():
+        keys = made.postgres.query(
+            "select tc.table_name, kcu.column_name from information_schema.table_constraints tc "
+            "join information_schema.key_column_usage kcu "
+            "using (constraint_schema, constraint_name) "
+            "where tc.table_schema = %s and tc.constraint_type = 'PRIMARY KEY' "
+            "and kcu.ordinal_position = 1",
+            schema,
+        )
+        assert dict(keys) == dict.fromkeys(STREAMS, "tenant_id"), schema
+
+
+def test_each_group_loads_into_its_own_schema_so_no_group_retires_anothers_rows(
+    deployment: tuple[Deployment, subprocess.CompletedProcess[str]],
+) -> None:
+    # Each full read ends with ACTIVATE_VERSION, which target-postgres applies to the whole
+    # table: in one shared table the group that finished last would have marked the other
+    # group's users and organization deleted.
+    made, completed = deployment
+    sites = list(made.emulator.sites.values())
+    output = completed.stdout + completed.stderr
+    for key, schema in GROUP_SCHEMAS.items():
+        assert f"tenant group {key}: " in output
+        assert f"into schema {schema}" in output
+    schema_of = {sites[0].tenant_id: GROUP_SCHEMAS["group-a"]}
+    schema_of[sites[1].tenant_id] = GROUP_SCHEMAS["group-b"]
+    for tenant_id, schema in schema_of.items():
+        query = sql.SQL(
+            "select count(*), count(*) filter (where _sdc_deleted_at is null), "
+            "array_agg(distinct tenant_id::text) from {}.{}"
+        )
+        for name in ("users", "organization"):
+            total, current, tenants = made.postgres.query(
+                query.format(sql.Identifier(schema), sql.Identifier(name))
+            )[0]
+            assert tenants == [tenant_id], (schema, name, tenants)
+            assert current == total > 0, (schema, name, total, current)
+    assert not made.postgres.query(
+        "select 1 from information_schema.tables where table_schema = %s", SCHEMA
     )
-    assert dict(keys) == dict.fromkeys(STREAMS, "tenant_id")
 
 
 def test_each_group_keeps_its_own_state_id(

@@ -17,8 +17,11 @@ from orchestrate.tenant_groups import (
     TENANTS_VARIABLE,
     TenantsFileError,
     bucket,
+    group_schema,
     load_tenants,
+    main,
     meltano_command,
+    schema_variable,
     state_id,
     tenant_groups,
     worker_env,
@@ -123,3 +126,29 @@ def test_tenants_file_as_list_or_object(tmp_path: Path) -> None:
         load_tenants(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="at least 1"):
         tenant_groups(tenants(1), 0)
+
+
+def test_each_group_loads_into_a_schema_of_its_own() -> None:
+    # ACTIVATE_VERSION retires every row of the table a target applies it to: groups sharing a
+    # table would retire each other's tenants.
+    assert group_schema("tap_microsoft365", "group-03") == "tap_microsoft365_group_03"
+    assert group_schema("Raw", "Large") == "raw_large"
+    assert schema_variable("target-postgres") == "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"
+    with pytest.raises(ValueError, match="longer than 63 characters"):
+        group_schema("s" * 40, "g" * 30)
+
+
+def test_the_command_prints_the_group_schemas_as_dbts_tap_schemas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tenants.json"
+    entries = [*tenants(5), {"tenant_id": "contoso.onmicrosoft.com", "group": "large"}]
+    path.write_text(json.dumps(entries))
+    assert main([str(path), "--groups", "2", "--schema", "raw"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = {f"raw_{key.replace('-', '_')}" for key in tenant_groups(entries, 2)}
+    assert set(printed["tap_schemas"]) == expected
+    assert "raw_large" in expected
+    path.write_text("[]")
+    assert main([str(path)]) == 2
+    assert "expected a non-empty JSON list" in capsys.readouterr().out

@@ -8,5 +8,5 @@ select
     {{ json_text('path', 'state') }} as state,
     {{ json_text('path', 'error') }} as error,
     cast({{ json_text('path', 'lastUpdatedDateTime') }} as timestamp) as last_updated_date_time
-from {{ from_unnested(source('tap_microsoft365', 'license_assignments'), 'la', 'assignments', 'path') }}
+from {{ from_unnested(tap_source('license_assignments', aliased=false), 'la', 'assignments', 'path') }}
 where la._sdc_deleted_at is null

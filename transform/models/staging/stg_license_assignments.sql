@@ -14,5 +14,5 @@ select
     consumes_unit,
     cast(assigned_date_time as date) as assigned_date,
     cast(last_updated_date_time as date) as last_updated_date
-from {{ source('tap_microsoft365', 'license_assignments') }}
+from {{ tap_source('license_assignments') }}
 where _sdc_deleted_at is null

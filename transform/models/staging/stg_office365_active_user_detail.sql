@@ -21,5 +21,5 @@ select
         cast(yammer_license_assign_date as date),
         cast(teams_license_assign_date as date)
     ) as latest_license_assign_date
-from {{ source('tap_microsoft365', 'office365_active_user_detail') }}
+from {{ tap_source('office365_active_user_detail') }}
 where _sdc_deleted_at is null

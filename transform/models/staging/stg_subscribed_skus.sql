@@ -12,5 +12,5 @@ select
     coalesce(cast({{ json_text('prepaid_units', 'lockedOut') }} as integer), 0) as locked_out_units,
     coalesce(cast(consumed_units as integer), 0) as consumed_units,
     sku_part_number in {{ free_skus() }} as is_free
-from {{ source('tap_microsoft365', 'subscribed_skus') }}
+from {{ tap_source('subscribed_skus') }}
 where _sdc_deleted_at is null

@@ -4,5 +4,5 @@ select
     cast(report_date as date) as report_date,
     lower(user_id) as user_id,
     cast(last_activity_date as date) as last_activity_date
-from {{ source('tap_microsoft365', 'teams_user_activity_user_detail') }}
+from {{ tap_source('teams_user_activity_user_detail') }}
 where _sdc_deleted_at is null and coalesce(user_id, '') <> ''

@@ -8,5 +8,5 @@ select
     department,
     coalesce(account_enabled, false) as account_enabled,
     user_type
-from {{ source('tap_microsoft365', 'users') }}
+from {{ tap_source('users') }}
 where _sdc_deleted_at is null
