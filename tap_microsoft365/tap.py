@@ -29,7 +29,7 @@ from tap_microsoft365.sdk_compat import CompatTap
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports.definitions import REPORTS
-from tap_microsoft365.streams.reports.fetcher import ReportFetcher
+from tap_microsoft365.streams.reports.fetcher import ReportFetcher, stop_all_workers
 from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
 from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
 from tap_microsoft365.tenants import CONTEXT_KEY, Tenant, Tenants
@@ -259,6 +259,7 @@ def main() -> None:
         _check_command_line(sys.argv[1:])
         TapMicrosoft365.cli()
     except Microsoft365Error as exc:
+        stop_all_workers()
         _console_logging()
         logger.error("%s", exc)
         if isinstance(exc, TargetStoppedError):
@@ -266,6 +267,7 @@ def main() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(exc.exit_code)
     except InterruptedRunError as exc:
+        stop_all_workers()
         _console_logging()
         logger.error("%s", exc)
         sys.exit(exc.exit_code)
@@ -273,6 +275,7 @@ def main() -> None:
         line = describe_os_error(exc, TapMicrosoft365.spool_limit_mb)
         if line is None:
             raise
+        stop_all_workers()
         _console_logging()
         logger.error("%s", line)
         sys.exit(TemporarySpaceError.exit_code)

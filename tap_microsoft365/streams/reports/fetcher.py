@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -302,6 +303,22 @@ class Outcome:
     not_kept: bool = False  # Graph no longer keeps the day (400 InvalidArgument)
 
 
+_LIVE: weakref.WeakSet[ReportFetcher] = weakref.WeakSet()
+
+
+def stop_all_workers(wait: float = 2.0) -> None:
+    """Stop every fetcher's workers and give them up to `wait` seconds to end, so that a failed
+    run's last line is its error, not a worker's late request or retry line."""
+    fetchers = list(_LIVE)
+    for fetcher in fetchers:
+        fetcher.close()
+    deadline = time.monotonic() + wait
+    for fetcher in fetchers:
+        for job in list(fetcher._jobs.values()):
+            if job.thread is not None and job.thread is not threading.current_thread():
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+
+
 class ReportFetcher:
     """Fetches the due files of every selected report stream of one run."""
 
@@ -342,6 +359,7 @@ class ReportFetcher:
         self._last_line: str | None = None
         self._concealment_lock = threading.Lock()
         self.concealment_seen = False
+        _LIVE.add(self)
 
     # -- what streams call -------------------------------------------------------------------
 
@@ -692,10 +710,12 @@ class ReportFetcher:
             self.log_progress()
             self._stop.wait(min(ready_at - now, 1.0))
 
-    @staticmethod
-    def _log_request(job: Job, endpoint: str, response: requests.Response) -> None:
+    def _log_request(self, job: Job, endpoint: str, response: requests.Response) -> None:
         """The SDK's http_request_duration point for a report call, as its streams log for
-        their pages (a download's endpoint names the function, never the file's URL)."""
+        their pages (a download's endpoint names the function, never the file's URL); none
+        once the run is stopping."""
+        if self._stop.is_set():
+            return
         point = metrics.Point(
             "timer",
             metric=metrics.Metric.HTTP_REQUEST_DURATION,
