@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,10 +36,6 @@ SCHEMA = "microsoft365_tenants"
 STREAMS = ("organization", "users", "groups", "office365_active_user_detail")
 VENV = ROOT / ".meltano" / "orchestrate-venv"  # git-ignored, reused between sessions
 UV = Path(sys.executable).with_name("uv")
-STEP_EVENT = re.compile(
-    r"^(?P<when>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}) - dagster - .* - "
-    r"load_tenant_group\[(?P<group>\w+)\] - (?P<event>STEP_START|STEP_SUCCESS|STEP_FAILURE) - "
-)
 JOB = ("job", "execute", "-m", "orchestrate.definitions", "-j", "microsoft365_all_groups")
 
 
@@ -97,16 +92,17 @@ def _tenant(seed: int, name: str, users: int) -> Tenant:
     )
 
 
-def step_spans(output: str) -> dict[str, tuple[dt.datetime, dt.datetime]]:
-    """When each group's step started and ended, from Dagster's event lines."""
-    starts: dict[str, dt.datetime] = {}
-    ends: dict[str, dt.datetime] = {}
-    for line in output.splitlines():
-        match = STEP_EVENT.match(line)
-        if match:
-            when = dt.datetime.strptime(match["when"], "%Y-%m-%d %H:%M:%S %z")
-            (starts if match["event"] == "STEP_START" else ends)[match["group"]] = when
-    return {group: (starts[group], ends[group]) for group in starts if group in ends}
+STEP_STATS = """
+import json
+from dagster import DagsterInstance
+
+instance = DagsterInstance.get()
+(run,) = instance.get_runs()
+print(json.dumps({
+    stat.step_key: [stat.start_time, stat.end_time]
+    for stat in instance.get_run_step_stats(run.run_id)
+}))
+"""
 
 
 GROUP_SCHEMAS = {"group-a": f"{SCHEMA}_group_a", "group-b": f"{SCHEMA}_group_b"}
@@ -181,6 +177,26 @@ class Deployment:
             check=False,
         )
 
+    def step_spans(self) -> dict[str, tuple[float, float]]:
+        """When each group's step started and ended, from Dagster's own run storage (its
+        workers' console lines can interleave)."""
+        python = dagster_venv().with_name("python")
+        printed = subprocess.run(
+            [str(python), "-c", STEP_STATS],
+            env={**os.environ, "DAGSTER_HOME": str(self.work / "dagster")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        stats = json.loads(printed.strip().splitlines()[-1])
+        prefix = "load_tenant_group["
+        return {
+            key.removeprefix(prefix).removesuffix("]"): (start, end)
+            for key, (start, end) in stats.items()
+            if key.startswith(prefix)
+        }
+
     def state_ids(self) -> list[str]:
         listed = self.meltano.run(
             "state",
@@ -236,7 +252,7 @@ def test_groups_load_side_by_side_and_a_failed_tenant_fails_its_group(
     )
     assert northwind.tenant_id in output
     # Parallel workers: each group's step started before the other one ended.
-    spans = step_spans(output)
+    spans = made.step_spans()
     assert set(spans) == {"group_a", "group_b"}, spans
     (a_start, a_end), (b_start, b_end) = spans["group_a"], spans["group_b"]
     assert a_start < b_end
