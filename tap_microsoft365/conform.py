@@ -29,11 +29,13 @@ from tap_microsoft365.sdk_compat import (
     is_uniform_list,
     pop_deselected_record_properties,
     stream_version,
+    tap_of,
     utc_now,
 )
+from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from singer_sdk import Stream
     from singer_sdk.mapper import StreamMap
@@ -277,6 +279,26 @@ def _default_map(stream: Stream) -> StreamMap | None:
     )
     stream.__dict__["_tap_default_map"] = (maps, only)
     return only
+
+
+def record_line_writer(stream: Stream) -> Callable[[dict[str, Any]], bool] | None:
+    """A function writing a record's RECORD line straight to the tap's writer, when that line
+    is what `record_messages` and the writer would produce for it: no property deselected, no
+    type conformance (the stream builds its records typed), no stream map but the default one,
+    the tap's own writer, and an extraction time the stream knows (`records_extracted_at`).
+    None otherwise. The function returns False for a record it leaves to the ordinary path."""
+    extracted = getattr(stream, "records_extracted_at", None)
+    writer = getattr(tap_of(stream), "message_writer", None)
+    default_map = _default_map(stream)
+    if (
+        stream.TYPE_CONFORMANCE_LEVEL != TypeConformanceLevel.NONE
+        or not _selects_everything(stream)
+        or default_map is None
+        or extracted is None
+        or type(writer) is not GraphSingerWriter
+    ):
+        return None
+    return writer.record_writer(default_map.stream_alias, stream_version(stream), extracted)
 
 
 def record_messages(

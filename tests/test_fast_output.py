@@ -28,7 +28,7 @@ from singer_sdk.singerlib.encoding.simple import (
 from singer_sdk.singerlib.json import serialize_json
 
 from tap_microsoft365 import schemas
-from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError
+from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError, record_line_writer
 from tap_microsoft365.tap import TapMicrosoft365
 from tap_microsoft365.writer import encode_message
 
@@ -231,3 +231,37 @@ def test_a_nan_in_graphs_json_is_written_as_the_sdk_writes_it(emulator: GraphEmu
     ours[0].time_extracted = sdks[0].time_extracted
     assert encode_message(ours[0].to_dict()) == serialize_json(sdks[0].to_dict())
     assert '"weight":null' in encode_message(ours[0].to_dict())
+
+
+@pytest.mark.parametrize(
+    "name",
+    # A list of products, a file with extra rows of every cell type, and a snapshot.
+    ["onedrive_activity_user_detail", "teams_user_activity_user_detail", "mailbox_usage_detail"],
+)
+def test_report_lines_are_the_sdks_messages(
+    emulator: GraphEmulator, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A report's records are written as lines without a message object each
+    (`record_line_writer`): every RECORD line of a real read is the SDK's own message of that
+    record, its type conformance and stream map included, serialized by the SDK."""
+    day = emulator.reports.refresh_date.isoformat()
+    catalog = TapMicrosoft365(config=emulator.config(), parse_env_config=False).catalog_dict
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] == name
+    tap = TapMicrosoft365(
+        config=emulator.config(start_date=day), catalog=catalog, parse_env_config=False
+    )
+    stream = tap.streams[name]
+    capsys.readouterr()
+    tap.sync_all()
+    lines = [line for line in capsys.readouterr().out.splitlines() if '"type":"RECORD"' in line]
+    assert len(lines) > 10, name
+    assert record_line_writer(stream) is not None  # the records went the direct way
+    for line in lines:
+        written = json.loads(line)
+        sdks = list(Stream._generate_record_messages(stream, written["record"]))
+        assert len(sdks) == 1
+        sdks[0].time_extracted = datetime.datetime.fromisoformat(written["time_extracted"])
+        assert line == serialize_json(sdks[0].to_dict())

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_microsoft365.conform import record_messages
+from tap_microsoft365.conform import record_line_writer, record_messages
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
 from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
@@ -144,7 +144,13 @@ def _to_integer(cell: str) -> int:
 
 
 def _to_products(cell: str) -> list[str]:
-    return [name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip()]
+    # A fresh list per record (records are the targets'), from names split once per cell text.
+    return list(_product_names(cell))
+
+
+@lru_cache(maxsize=4096)
+def _product_names(cell: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip())
 
 
 CONVERTERS: dict[ColumnType, Callable[[str], Any]] = {
@@ -270,6 +276,9 @@ class ReportStream(GraphStream):
     bookmarks_follow_records = False
     # When the file being read was downloaded: the `time_extracted` of its records (conform.py).
     records_extracted_at: datetime | None = None
+    # Writes a record of the file being read as its RECORD line (conform.py); None: the SDK's
+    # message path.
+    _write_line: Callable[[dict[str, Any]], bool] | None = None
 
     def __init__(self, tap: Tap, services: ReportServices, definition: ReportDefinition) -> None:
         self.definition = definition
@@ -329,6 +338,16 @@ class ReportStream(GraphStream):
         # (one frame less per row of a report).
         return record_messages(self, record)
 
+    @override
+    def write_record(self, record: dict[str, Any]) -> None:
+        # A report's records are typed as built: the line is written without a message object
+        # (no deselected property, no stream map, the tap's writer; `record_line_writer`).
+        write_line = self._write_line
+        if write_line is not None and write_line(record):
+            self.state_manager.is_flushed = False  # as the SDK's own write does
+        else:
+            super().write_record(record)
+
     def _log_summary(self, delivered: list[date], records: int) -> None:
         if delivered:
             span = (
@@ -376,6 +395,7 @@ class ReportStream(GraphStream):
         report_date = delivery.report_date.isoformat()
         # The spooled file was written as it was downloaded: its records were extracted then.
         self.records_extracted_at = datetime.fromtimestamp(delivery.path.stat().st_mtime, UTC)
+        self._write_line = record_line_writer(self)
         with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
             # Strict: a quote that never closes is an error, not a field swallowing the rest.
             reader = csv.reader(text, strict=True)
