@@ -339,6 +339,11 @@ class ReportStream(GraphStream):
         return record_messages(self, record)
 
     @override
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        # Built from the CSV with the schema's own names: no Graph JSON to clean up or rename.
+        return row
+
+    @override
     def write_record(self, record: dict[str, Any]) -> None:
         # A report's records are typed as built: the line is written without a message object
         # (no deselected property, no stream map, the tap's writer; `record_line_writer`).
