@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from singer_sdk.singerlib.encoding.simple import RecordMessage, SimpleSingerWriter
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 _RECORD_SLOT = ',"record":{}'
+_COPY_BYTES = 1 << 20
 
 
 class _NotPlainJSONError(TypeError):
@@ -95,12 +97,17 @@ class GraphSingerWriter(SimpleSingerWriter):
         return encode_message(data)
 
     def record_writer(
-        self, stream: str, version: int | None, time_extracted: datetime.datetime | None
+        self,
+        stream: str,
+        version: int | None,
+        time_extracted: datetime.datetime | None,
+        out: IO[bytes] | None = None,
     ) -> Callable[[dict[str, Any]], bool] | None:
         """A function that writes a record's RECORD line exactly as `write_message` writes
-        `RecordMessage(stream, record, version, time_extracted)`, and returns False, writing
-        nothing, for a record it cannot (a value orjson leaves to the other encoders, text
-        that is not ASCII). None when the line's fixed parts are not plain ASCII JSON."""
+        `RecordMessage(stream, record, version, time_extracted)` (to stdout, or as bytes to
+        `out`), and returns False, writing nothing, for a record it cannot (a value orjson
+        leaves to the other encoders, text that is not ASCII). None when the line's fixed
+        parts are not plain ASCII JSON."""
         if not stream.isascii() or "\x7f" in stream or not -(2**63) <= (version or 0) < 2**64:
             return None  # the line would not be orjson's (`encode_message`)
         empty = self.serialize_message(
@@ -112,6 +119,20 @@ class GraphSingerWriter(SimpleSingerWriter):
         head += ',"record":'
         tail = rest + "\n"
         dumps, options, error = _dumps, _ORJSON_OPTIONS, _OrjsonError
+        if out is not None:
+            write, head_bytes, tail_bytes = out.write, head.encode(), tail.encode()
+
+            def write_bytes(record: dict[str, Any]) -> bool:
+                try:
+                    body = dumps(record, option=options)
+                except error:
+                    return False
+                if not body.isascii() or b"\x7f" in body:
+                    return False
+                write(head_bytes + body + tail_bytes)
+                return True
+
+            return write_bytes
 
         def write_record(record: dict[str, Any]) -> bool:
             try:
@@ -124,6 +145,20 @@ class GraphSingerWriter(SimpleSingerWriter):
             return True
 
         return write_record
+
+    @staticmethod
+    def write_lines(lines: IO[bytes]) -> None:
+        """Copy a file of whole lines (`record_writer`'s with `out`) to stdout, after what
+        stdout holds already."""
+        stdout = sys.stdout
+        stdout.flush()
+        lines.seek(0)
+        target = getattr(stdout, "buffer", None)
+        if target is not None:
+            shutil.copyfileobj(lines, target, _COPY_BYTES)
+            return
+        while chunk := lines.read(_COPY_BYTES):  # a stdout without bytes underneath
+            stdout.write(chunk.decode())
 
     def write_message(self, message: Message) -> None:
         stdout = sys.stdout
