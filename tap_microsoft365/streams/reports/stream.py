@@ -18,7 +18,7 @@ import csv
 import gzip
 import re
 import tempfile
-from contextlib import closing
+from contextlib import closing, suppress
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -429,13 +429,17 @@ class ReportStream(GraphStream):
             # Read while it downloads; the day's lines go to a file of their own and reach
             # stdout only once the whole file was read: a day is emitted whole or not at all.
             assert delivery.path is not None  # noqa: S101 - checked above
-            with tempfile.TemporaryFile(dir=delivery.path.parent) as lines:
+            lines = tempfile.TemporaryFile(dir=delivery.path.parent)  # noqa: SIM115
+            try:
                 self._write_line = record_line_writer(self, out=lines)
-                try:
-                    yield from self._records(delivery, report_date, GrowingFile(delivery))
-                finally:
-                    self._write_line = None
+                yield from self._records(delivery, report_date, GrowingFile(delivery))
                 GraphSingerWriter.write_lines(lines)
+            finally:
+                self._write_line = None
+                # Dropped unless copied: closing must not fail again on a full TMPDIR (the
+                # error that stopped the day is the one reported).
+                with suppress(OSError):
+                    lines.close()
         delivery.discard()
 
     def _records(
