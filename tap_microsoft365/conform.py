@@ -14,7 +14,7 @@ function, so the output is the SDK's to the byte.
 from __future__ import annotations
 
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import singer_sdk.singerlib as singer
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -29,11 +29,13 @@ from tap_microsoft365.sdk_compat import (
     is_uniform_list,
     pop_deselected_record_properties,
     stream_version,
+    tap_of,
     utc_now,
 )
+from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from singer_sdk import Stream
     from singer_sdk.mapper import StreamMap
@@ -277,6 +279,45 @@ def _default_map(stream: Stream) -> StreamMap | None:
     )
     stream.__dict__["_tap_default_map"] = (maps, only)
     return only
+
+
+def record_line_writer(
+    stream: Stream, out: IO[bytes] | None = None
+) -> Callable[[dict[str, Any]], bool] | None:
+    """A function writing a record's RECORD line straight to the tap's writer, when that line
+    is what `record_messages` and the writer would produce for it: no property deselected, no
+    type conformance (the stream builds its records typed), no stream map but the default one,
+    the tap's own writer, and an extraction time the stream knows (`records_extracted_at`).
+    None otherwise. The function returns False for a record it leaves to the ordinary path.
+
+    With `out`, lines go to that file instead of stdout (`GraphSingerWriter.write_lines` copies
+    them later), every record's: one orjson does not write goes through `record_messages` and
+    the writer's own serialization."""
+    extracted = getattr(stream, "records_extracted_at", None)
+    writer = getattr(tap_of(stream), "message_writer", None)
+    default_map = _default_map(stream)
+    if (
+        stream.TYPE_CONFORMANCE_LEVEL != TypeConformanceLevel.NONE
+        or not _selects_everything(stream)
+        or default_map is None
+        or extracted is None
+        or type(writer) is not GraphSingerWriter
+    ):
+        return None
+    direct = writer.record_writer(
+        default_map.stream_alias, stream_version(stream), extracted, out=out
+    )
+    if direct is None or out is None:
+        return direct
+    format_message = writer.format_message
+
+    def write_any(record: dict[str, Any]) -> bool:
+        if not direct(record):
+            for message in record_messages(stream, record):
+                out.write(format_message(message).encode() + b"\n")
+        return True
+
+    return write_any
 
 
 def record_messages(

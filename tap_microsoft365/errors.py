@@ -108,7 +108,8 @@ def describe_os_error(exc: BaseException | None, spool_limit_mb: float | None = 
         limit = f"{spool_limit_mb:g}" if spool_limit_mb else "2048"
         return (
             f"no space left in TMPDIR ({tmpdir}, {free}): report files are kept there, up to "
-            f"report_spool_limit_mb ({limit} MB) at a time plus the file being downloaded; "
+            f"report_spool_limit_mb ({limit} MB) at a time plus the file being downloaded "
+            "and the RECORD lines of the day being read; "
             "free that much space, point TMPDIR at a larger disk, or lower report_spool_limit_mb"
         )
     return None

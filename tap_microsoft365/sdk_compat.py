@@ -47,13 +47,14 @@ REQUIRED: tuple[tuple[type, str], ...] = (
     (Tap, "_validate_config"),
     (Stream, "_sync_records"),
     (Stream, "_generate_record_messages"),
+    (Stream, "_write_record_message"),
     (Stream, "_write_state_message"),
     (Stream, "_write_activate_version_message"),
     (Stream, "_increment_stream_state"),
     (RESTStream, "_request"),
 )
 # Attributes set on stream instances (not on the class) by the SDK.
-REQUIRED_INSTANCE_ATTRIBUTES = ("_stream_version",)
+REQUIRED_INSTANCE_ATTRIBUTES = ("_stream_version", "_tap")
 
 
 def missing() -> list[str]:
@@ -116,6 +117,16 @@ class CompatStream(RESTStream[Any]):
         # public hook; conform.py does it with the conformance compiled once per schema.
         yield from self.record_messages(record)
 
+    def write_record(self, record: Record) -> None:
+        """Write one record's RECORD message(s) (the SDK's own step by default)."""
+        super()._write_record_message(record)
+
+    @override
+    def _write_record_message(self, record: Record) -> None:
+        # The SDK's per-record write (its messages, then `state_manager.is_flushed = False`)
+        # has no public hook; report streams write a record's line directly (`write_record`).
+        self.write_record(record)
+
     @override
     def _increment_stream_state(
         self, latest_record: Record, *, context: Context | None = None
@@ -134,6 +145,11 @@ def write_activate_version(stream: Stream, version: int) -> None:
     """ACTIVATE_VERSION through the SDK's writer (it honours stream maps and aliases); the
     SDK has no public way to send it after the last record."""
     stream._write_activate_version_message(version)
+
+
+def tap_of(stream: Stream) -> Tap:
+    """The tap a stream belongs to (its message writer); the SDK keeps it private."""
+    return stream._tap
 
 
 def stream_version(stream: Stream) -> int | None:
@@ -168,6 +184,7 @@ __all__ = [
     "request_once",
     "set_stream_version",
     "stream_version",
+    "tap_of",
     "utc_now",
     "write_activate_version",
     "write_state_message",

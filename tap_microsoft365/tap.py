@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -255,6 +256,10 @@ def main() -> None:
     # Until the tap replaces them again after the SDK's (see TapMicrosoft365.__init__).
     signal.signal(signal.SIGINT, TapMicrosoft365._interrupted)
     signal.signal(signal.SIGTERM, TapMicrosoft365._interrupted)
+    # The modules and objects built so far live as long as the process: out of the garbage
+    # collector's full passes, during the run and at exit (where collecting them again cost
+    # about 0.2 s of every run's end). Frozen again at the end for what the run built.
+    gc.freeze()
     try:
         _check_command_line(sys.argv[1:])
         TapMicrosoft365.cli()
@@ -279,3 +284,5 @@ def main() -> None:
         _console_logging()
         logger.error("%s", line)
         sys.exit(TemporarySpaceError.exit_code)
+    finally:
+        gc.freeze()

@@ -13,21 +13,32 @@ from JSON or CSV) is written as its value; no schema of this tap has a number pr
 
 RECORD lines go out through stdout's buffer; every other message (STATE above all) flushes it,
 so a target has every record before the state that covers it.
+
+`record_writer` writes the RECORD lines of one stream, version and extraction time without a
+message object per record: the line's fixed parts are cut once from the writer's own line for an
+empty record, and each record's JSON goes between them; a record orjson would not write as
+`encode_message` does is left to the caller's ordinary path.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from singer_sdk.singerlib.encoding.simple import RecordMessage, SimpleSingerWriter
 from singer_sdk.singerlib.json import serialize_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from singer_sdk.singerlib.encoding.simple import Message
+
+_RECORD_SLOT = ',"record":{}'
+_COPY_BYTES = 1 << 20
 
 
 class _NotPlainJSONError(TypeError):
@@ -84,6 +95,70 @@ class GraphSingerWriter(SimpleSingerWriter):
                 self._extracted_text = extracted.isoformat(sep="T")
             data["time_extracted"] = self._extracted_text
         return encode_message(data)
+
+    def record_writer(
+        self,
+        stream: str,
+        version: int | None,
+        time_extracted: datetime.datetime | None,
+        out: IO[bytes] | None = None,
+    ) -> Callable[[dict[str, Any]], bool] | None:
+        """A function that writes a record's RECORD line exactly as `write_message` writes
+        `RecordMessage(stream, record, version, time_extracted)` (to stdout, or as bytes to
+        `out`), and returns False, writing nothing, for a record it cannot (a value orjson
+        leaves to the other encoders, text that is not ASCII). None when the line's fixed
+        parts are not plain ASCII JSON."""
+        if not stream.isascii() or "\x7f" in stream or not -(2**63) <= (version or 0) < 2**64:
+            return None  # the line would not be orjson's (`encode_message`)
+        empty = self.serialize_message(
+            RecordMessage(stream=stream, record={}, version=version, time_extracted=time_extracted)
+        )
+        head, slot, rest = empty.partition(_RECORD_SLOT)
+        if not slot:
+            return None
+        head += ',"record":'
+        tail = rest + "\n"
+        dumps, options, error = _dumps, _ORJSON_OPTIONS, _OrjsonError
+        if out is not None:
+            write, head_bytes, tail_bytes = out.write, head.encode(), tail.encode()
+
+            def write_bytes(record: dict[str, Any]) -> bool:
+                try:
+                    body = dumps(record, option=options)
+                except error:
+                    return False
+                if not body.isascii() or b"\x7f" in body:
+                    return False
+                write(head_bytes + body + tail_bytes)
+                return True
+
+            return write_bytes
+
+        def write_record(record: dict[str, Any]) -> bool:
+            try:
+                body = dumps(record, option=options)
+            except error:  # a big integer, a date, a Decimal, another object
+                return False
+            if not body.isascii() or b"\x7f" in body:  # the SDK escapes these
+                return False
+            sys.stdout.write(head + body.decode() + tail)
+            return True
+
+        return write_record
+
+    @staticmethod
+    def write_lines(lines: IO[bytes]) -> None:
+        """Copy a file of whole lines (`record_writer`'s with `out`) to stdout, after what
+        stdout holds already."""
+        stdout = sys.stdout
+        stdout.flush()
+        lines.seek(0)
+        target = getattr(stdout, "buffer", None)
+        if target is not None:
+            shutil.copyfileobj(lines, target, _COPY_BYTES)
+            return
+        while chunk := lines.read(_COPY_BYTES):  # a stdout without bytes underneath
+            stdout.write(chunk.decode())
 
     def write_message(self, message: Message) -> None:
         stdout = sys.stdout

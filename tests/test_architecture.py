@@ -19,6 +19,8 @@ PRIVATE_SDK_NAMES = frozenset(
     {
         "_sync_records",
         "_generate_record_messages",
+        "_write_record_message",
+        "_tap",
         "_write_state_message",
         "_write_activate_version_message",
         "_increment_stream_state",

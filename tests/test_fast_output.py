@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import gzip
 import json
 import logging
 import uuid
@@ -28,11 +29,15 @@ from singer_sdk.singerlib.encoding.simple import (
 from singer_sdk.singerlib.json import serialize_json
 
 from tap_microsoft365 import schemas
-from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError
+from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError, record_line_writer
+from tap_microsoft365.streams.reports.fetcher import Delivery
+from tap_microsoft365.streams.reports.stream import ReportStream
 from tap_microsoft365.tap import TapMicrosoft365
 from tap_microsoft365.writer import encode_message
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.graph_emulator import GraphEmulator
 
 LOGGER = logging.getLogger("test-fast-output")
@@ -231,3 +236,79 @@ def test_a_nan_in_graphs_json_is_written_as_the_sdk_writes_it(emulator: GraphEmu
     ours[0].time_extracted = sdks[0].time_extracted
     assert encode_message(ours[0].to_dict()) == serialize_json(sdks[0].to_dict())
     assert '"weight":null' in encode_message(ours[0].to_dict())
+
+
+@pytest.mark.parametrize(
+    "name",
+    # A list of products, a file with extra rows of every cell type, and a snapshot.
+    ["onedrive_activity_user_detail", "teams_user_activity_user_detail", "mailbox_usage_detail"],
+)
+def test_report_lines_are_the_sdks_messages(
+    emulator: GraphEmulator, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A report's records are written as lines without a message object each
+    (`record_line_writer`): every RECORD line of a real read is the SDK's own message of that
+    record, its type conformance and stream map included, serialized by the SDK."""
+    day = emulator.reports.refresh_date.isoformat()
+    catalog = TapMicrosoft365(config=emulator.config(), parse_env_config=False).catalog_dict
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] == name
+    tap = TapMicrosoft365(
+        config=emulator.config(start_date=day), catalog=catalog, parse_env_config=False
+    )
+    stream = tap.streams[name]
+    capsys.readouterr()
+    tap.sync_all()
+    lines = [line for line in capsys.readouterr().out.splitlines() if '"type":"RECORD"' in line]
+    assert len(lines) > 10, name
+    assert record_line_writer(stream) is not None  # the records went the direct way
+    for line in lines:
+        written = json.loads(line)
+        sdks = list(Stream._generate_record_messages(stream, written["record"]))
+        assert len(sdks) == 1
+        sdks[0].time_extracted = datetime.datetime.fromisoformat(written["time_extracted"])
+        assert line == serialize_json(sdks[0].to_dict())
+
+
+def test_a_day_read_while_it_downloads_reaches_stdout_only_once_whole(
+    emulator: GraphEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A day handed over while its file downloads is read as it arrives, but its lines are
+    held back until the file is whole and read to its end (a day whole or not at all), and
+    they are the SDK's messages of its records, a name orjson does not write included."""
+    tap = TapMicrosoft365(config=emulator.config(), parse_env_config=False)
+    stream = tap.streams["onedrive_activity_user_detail"]
+    assert isinstance(stream, ReportStream)
+    columns = stream.definition.columns
+    upn = columns.index("User Principal Name")
+
+    def row(n: int) -> bytes:
+        cells = [""] * len(columns)
+        cells[0] = "2026-11-24"
+        cells[upn] = "zoë@contoso.com" if n == 7 else f"user{n}@contoso.com"
+        return (",".join(cells) + "\r\n").encode()
+
+    path = tmp_path / "day.csv.gz"
+    delivery = Delivery(datetime.date(2026, 11, 24), path, complete=False)
+    with gzip.open(path, "wb", compresslevel=1) as spool:
+        spool.write(b"\xef\xbb\xbf" + ",".join(columns).encode() + b"\r\n")
+        spool.write(b"".join(row(n) for n in range(2000)))
+        spool.flush()  # what has arrived so far
+        records = stream._read(delivery)
+        stream.write_record(next(records))  # as the SDK's loop writes each record
+        spool.write(b"".join(row(n) for n in range(2000, 3000)))
+    assert '"type":"RECORD"' not in capsys.readouterr().out  # the file is not whole yet
+    delivery.finish(broken=False)
+    for record in records:
+        stream.write_record(record)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3000
+    for line in lines:
+        written = json.loads(line)
+        sdks = list(Stream._generate_record_messages(stream, written["record"]))
+        sdks[0].time_extracted = datetime.datetime.fromisoformat(written["time_extracted"])
+        assert line == serialize_json(sdks[0].to_dict())
+    assert "zo\\u00eb@contoso.com" in lines[7]
+    assert not path.exists()  # read to its end: discarded

@@ -559,6 +559,16 @@ class GraphStream(CompatStream):
         return send
 
     @override
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[Context | None]:
+        # No Graph stream has child streams: the SDK's default would still build a context
+        # (a copy of the record) for each record, for no child to read.
+        if not self.child_streams:
+            return ()
+        return super().generate_child_contexts(record, context)
+
+    @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row.pop("@odata.type", None)
         record = row if self.columns is None else self.columns.rename(row)

@@ -244,3 +244,79 @@ def test_written_lines_are_the_sdks(capsys: pytest.CaptureFixture[str]) -> None:
     theirs = capsys.readouterr().out
     assert ours == theirs
     assert ours.count("\n") == len(MESSAGES)
+
+
+# Records of every kind: the ones orjson writes as the SDK does, and the ones the direct
+# writer must leave to the ordinary path (it writes nothing for them).
+DIRECT_RECORDS: list[dict[str, Any]] = [
+    {
+        "tenant_id": "00000000-0000-0000-0000-000000000001",
+        "report_date": "2026-11-24",
+        "user_principal_name": "alex@contoso.com",
+        "is_deleted": False,
+        "deleted_date": None,
+        "storage_used_byte": 2**63 - 1,
+        "assigned_products": ["MICROSOFT 365 E3", "ENTERPRISE MOBILITY + SECURITY E5"],
+        "extra_columns": {"brand_new_column": "x,y", "empty": None},
+    },
+    {"escapes": '"\\/\b\f\n\r\t\x00', "n": -(2**63)},
+    {"non_ascii": "Zoë"},
+    {"delete": "\x7f"},
+    {"big": 2**64},
+    {"day": datetime.date(2026, 11, 26)},
+    {"amount": decimal.Decimal("1.10")},
+    {"nan": math.nan, "infinity": -math.inf},  # null, as the SDK writes them
+]
+
+
+@pytest.mark.parametrize("version", [None, 1795672800])
+@pytest.mark.parametrize(
+    "extracted",
+    [
+        None,
+        WHEN,
+        datetime.datetime(
+            2026, 11, 26, 9, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+        ),
+    ],
+)
+def test_record_writer_lines_are_the_writers(
+    capsys: pytest.CaptureFixture[str], version: int | None, extracted: datetime.datetime | None
+) -> None:
+    writer = GraphSingerWriter()
+    write_record = writer.record_writer("onedrive_activity_user_detail", version, extracted)
+    assert write_record is not None
+    for record in DIRECT_RECORDS:
+        written = write_record(record)
+        direct = capsys.readouterr().out
+        message = singer.RecordMessage(
+            stream="onedrive_activity_user_detail",
+            record=record,
+            version=version,
+            time_extracted=extracted,
+        )
+        SimpleSingerWriter().write_message(message)
+        sdk = capsys.readouterr().out
+        if written:
+            assert direct == sdk
+        else:  # left to the ordinary path, which writes the SDK's line
+            assert direct == ""
+            writer.write_message(message)
+            assert capsys.readouterr().out == sdk
+    # Plain ASCII JSON is written directly; the rest is declined.
+    assert [bool(write_record(record)) for record in DIRECT_RECORDS] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_record_writer_declines_a_stream_name_orjson_would_not_write_as_the_sdk() -> None:
+    writer = GraphSingerWriter()
+    assert writer.record_writer("zoë", None, WHEN) is None
+    assert writer.record_writer("s", 2**64, WHEN) is None

@@ -7,7 +7,10 @@ each report when its stream's turn comes would add up every report's wait. Inste
 first report stream starts, the run's `ReportFetcher` starts one worker per selected report:
 each paces its own function's calls on its own budget, and spools every file it downloads to a
 compressed temporary file. Each stream then reads its own days, in order, as
-they become ready, so a backfill of 15 reports takes about as long as one.
+they become ready, so a backfill of 15 reports takes about as long as one. A day is handed over
+as soon as its file's header is verified: its stream may read the file while it downloads
+(`GrowingFile`), holding the day's lines back until the file is whole (stream.py); a download
+that breaks off marks its delivery broken, and a new delivery of the same day follows.
 
 One report's work:
 
@@ -86,7 +89,7 @@ from tap_microsoft365.streams.reports.definitions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Generator, Iterable, Mapping
 
     from tap_microsoft365.graph.transport import Transport
     from tap_microsoft365.retries import GiveUpError
@@ -206,14 +209,42 @@ def _span(days: list[date]) -> str:
     return f"{days[0].isoformat()}..{days[-1].isoformat()}"
 
 
+class DownloadBrokenError(Exception):
+    """The download of a delivery being read broke off: a new delivery of the same day
+    follows (or the report's error, when Graph keeps failing)."""
+
+
 @dataclass
 class Delivery:
-    """One report day (or snapshot) ready for its stream."""
+    """One report day (or snapshot) for its stream.
+
+    A day is handed over as soon as its file's header is verified, while the rest downloads
+    (`complete` False): the stream may read it as it arrives (`GrowingFile`), but emits its
+    records only once the file is whole (stream.py). When the download breaks off, `broken` is
+    set and a new delivery of the same day follows.
+    """
 
     report_date: date
     path: Path | None  # a gzip-compressed CSV; None: no rows to read
     size: int = 0
     on_discard: Callable[[Delivery], None] | None = None
+    complete: bool = True
+    broken: bool = False
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def finish(self, *, broken: bool) -> None:
+        """The download ended: whole, or broken off."""
+        with self.changed:
+            self.complete, self.broken = not broken, broken
+            self.changed.notify_all()
+
+    def wait(self) -> None:
+        """Until the file is whole; DownloadBrokenError if its download broke off."""
+        with self.changed:
+            while not (self.complete or self.broken):
+                self.changed.wait(1.0)
+            if self.broken:
+                raise DownloadBrokenError
 
     def discard(self) -> None:
         """Delete the spooled file (its records have been emitted)."""
@@ -222,6 +253,39 @@ class Delivery:
             self.path = None
             if self.on_discard is not None:
                 self.on_discard(self)
+
+
+class GrowingFile(io.RawIOBase):
+    """A delivery's spooled file read while it is being downloaded: a read waits for more
+    bytes until the file is whole, and raises DownloadBrokenError if its download breaks off."""
+
+    POLL_SECONDS = 0.02  # the spool is written in chunks; waiting readers look this often
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__()
+        assert delivery.path is not None  # noqa: S101 - a delivery with a file
+        self._delivery = delivery
+        self._file = open(delivery.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        delivery = self._delivery
+        while True:
+            count = self._file.readinto(buffer)
+            if count:
+                return count
+            with delivery.changed:
+                if delivery.broken:
+                    raise DownloadBrokenError
+                if delivery.complete:  # the last bytes were written before it was marked
+                    return self._file.readinto(buffer) or 0
+                delivery.changed.wait(self.POLL_SECONDS)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 class Pacer:
@@ -281,6 +345,9 @@ class Job:
     waiting_until: float | None = None
     waiting_for: str = ""  # "limit", "429", "spool"
     thread: threading.Thread | None = None
+    # The report date of the file being fetched (from its refresh date), for handing it over
+    # while it downloads; None: not handed over (the D7 probe).
+    delivers_as: Callable[[date], date] | None = None
 
     @property
     def name(self) -> str:
@@ -301,6 +368,7 @@ class Outcome:
     path: Path | None = None
     size: int = 0
     not_kept: bool = False  # Graph no longer keeps the day (400 InvalidArgument)
+    delivered: bool = False  # handed over to the stream as it downloaded
 
 
 _LIVE: weakref.WeakSet[ReportFetcher] = weakref.WeakSet()
@@ -363,7 +431,7 @@ class ReportFetcher:
 
     # -- what streams call -------------------------------------------------------------------
 
-    def deliveries(self, stream: ReportSource) -> Iterator[Delivery]:
+    def deliveries(self, stream: ReportSource) -> Generator[Delivery, None, None]:
         """The stream's report days, oldest first, each as soon as it is fetched.
 
         Days fetched before a failure are delivered first (and bookmarked by the stream); the
@@ -507,14 +575,19 @@ class ReportFetcher:
             job.due = len(days)
         for day in days:
             self._wait_for_spool_room(job)
-            outcome = self._call(job, f"date={day.isoformat()}", keep=lambda _: True)
+            job.delivers_as = lambda _refresh, day=day: day
+            try:
+                outcome = self._call(job, f"date={day.isoformat()}", keep=lambda _: True)
+            finally:
+                job.delivers_as = None
             if outcome.not_kept:
                 self.logger.warning(
                     "%s: Graph no longer keeps %s (older than its 28 days); skipped",
                     job.name,
                     day.isoformat(),
                 )
-            self._deliver(job, Delivery(day, outcome.path, size=outcome.size))
+            if not outcome.delivered:
+                self._deliver(job, Delivery(day, outcome.path, size=outcome.size))
 
     def _log_plan(self, job: Job, probe: Outcome, days: list[date]) -> None:
         assert probe.refresh is not None  # noqa: S101 - checked by the caller
@@ -566,9 +639,13 @@ class ReportFetcher:
         bookmark = job.bookmark
         params = "period='D7'" if job.definition.parameters is Parameters.PERIOD else ""
         # A refresh date before the bookmark means the bookmark is impossible: fetched too.
-        outcome = self._call(
-            job, params, keep=lambda refresh: bookmark is None or refresh != bookmark
-        )
+        job.delivers_as = lambda refresh: refresh
+        try:
+            outcome = self._call(
+                job, params, keep=lambda refresh: bookmark is None or refresh != bookmark
+            )
+        finally:
+            job.delivers_as = None
         if bookmark and outcome.refresh and outcome.refresh < bookmark:
             self._ignore_bookmark(job, outcome.refresh)
         if outcome.refresh is None:
@@ -581,7 +658,7 @@ class ReportFetcher:
                 outcome.refresh.isoformat(),
             )
             self._finish_one(job)
-        else:
+        elif not outcome.delivered:
             self._deliver(job, Delivery(outcome.refresh, outcome.path, size=outcome.size))
 
     def _ignore_bookmark(self, job: Job, refresh: date) -> None:
@@ -622,6 +699,24 @@ class ReportFetcher:
             job.ready.append(delivery)
             self._spooled += delivery.size
             self._cond.notify_all()
+        self.log_progress()
+
+    def _hand_over(self, job: Job, delivery: Delivery) -> None:
+        """A day whose file is still downloading, for its stream to read as it arrives."""
+        delivery.on_discard = self._release
+        with self._cond:
+            job.ready.append(delivery)
+            self._cond.notify_all()
+
+    def _downloaded(self, job: Job, delivery: Delivery, size: int) -> None:
+        """A handed-over day's file is whole."""
+        with self._cond:
+            job.fetched += 1
+            if delivery.path is not None:  # not discarded meanwhile
+                delivery.size = size
+                self._spooled += size
+            self._cond.notify_all()
+        delivery.finish(broken=False)
         self.log_progress()
 
     def _release(self, delivery: Delivery) -> None:
@@ -850,18 +945,33 @@ class ReportFetcher:
                 return Outcome(refresh=refresh)
             assert self._spool is not None  # noqa: S101 - set when the run's reports start
             path = Path(self._spool.name) / f"{job.name}-{uuid.uuid4().hex}.csv.gz"
-            with gzip.open(path, "wb", compresslevel=1) as spool:
-                spool.write(head)
-                for chunk in chunks:
-                    self._check_stop()
-                    spool.write(chunk)
+            early = (
+                Delivery(job.delivers_as(refresh), path, complete=False)
+                if job.delivers_as is not None
+                else None
+            )
+            try:
+                with gzip.open(path, "wb", compresslevel=1) as spool:
+                    spool.write(head)
+                    if early is not None:
+                        self._hand_over(job, early)
+                    for chunk in chunks:
+                        self._check_stop()
+                        spool.write(chunk)
+            except BaseException:
+                if early is not None:  # its reader drops what it read; a new one follows
+                    early.finish(broken=True)
+                raise
         except requests.exceptions.RequestException as exc:
             msg = (
                 f"{job.name}: the download of {job.definition.function}'s file broke off "
                 f"({type(exc).__name__}); asking Graph for a new link"
             )
             raise Retry(msg) from None
-        return Outcome(refresh=refresh, path=path, size=path.stat().st_size)
+        size = path.stat().st_size
+        if early is not None:
+            self._downloaded(job, early, size)
+        return Outcome(refresh=refresh, path=path, size=size, delivered=early is not None)
 
     @staticmethod
     def _first_refresh_date(job: Job, head: bytes, *, whole: bool) -> date | None:
@@ -994,6 +1104,8 @@ class ReportFetcher:
 __all__ = [
     "BadReportFileError",
     "Delivery",
+    "DownloadBrokenError",
+    "GrowingFile",
     "Pacer",
     "ReportFetcher",
     "ReportSource",

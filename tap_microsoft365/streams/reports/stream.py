@@ -3,7 +3,10 @@
 Records come from the files `ReportFetcher` (fetcher.py) fetched and spooled, one file per report
 day (or one snapshot), delivered in ascending day order. Cells become typed values by the
 column's type (definitions.py); the bookmark (`report_date`) moves only when a whole day has been
-emitted, so it never passes a day that was not delivered. A file that cannot be read to its end
+emitted, so it never passes a day that was not delivered. A day whose file is still downloading is
+read as it arrives, its RECORD lines written to a temporary file and copied to stdout only once the
+file is whole and read to its end: a day is emitted whole or not at all, and its download overlaps
+its parsing. A file that cannot be read to its end
 (not UTF-8, malformed CSV) stops the stream before its day is bookmarked. Columns the tap does not
 know go to each record's `extra_columns`, decided once per file (`ColumnPlan`).
 """
@@ -14,13 +17,15 @@ import codecs
 import csv
 import gzip
 import re
+import tempfile
+from contextlib import closing, suppress
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_microsoft365.conform import record_messages
+from tap_microsoft365.conform import record_line_writer, record_messages
 from tap_microsoft365.errors import GraphAPIError
 from tap_microsoft365.sdk_compat import write_state_message
 from tap_microsoft365.streams.base import GraphServices, GraphStream, with_tenant_key
@@ -30,7 +35,9 @@ from tap_microsoft365.streams.reports.definitions import (
     ReportDefinition,
     snake_case,
 )
+from tap_microsoft365.streams.reports.fetcher import DownloadBrokenError, GrowingFile
 from tap_microsoft365.tenants import CONTEXT_KEY
+from tap_microsoft365.writer import GraphSingerWriter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -144,7 +151,13 @@ def _to_integer(cell: str) -> int:
 
 
 def _to_products(cell: str) -> list[str]:
-    return [name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip()]
+    # A fresh list per record (records are the targets'), from names split once per cell text.
+    return list(_product_names(cell))
+
+
+@lru_cache(maxsize=4096)
+def _product_names(cell: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in _PRODUCT_SEPARATOR.split(cell) if name.strip())
 
 
 CONVERTERS: dict[ColumnType, Callable[[str], Any]] = {
@@ -270,6 +283,9 @@ class ReportStream(GraphStream):
     bookmarks_follow_records = False
     # When the file being read was downloaded: the `time_extracted` of its records (conform.py).
     records_extracted_at: datetime | None = None
+    # Writes a record of the file being read as its RECORD line (conform.py); None: the SDK's
+    # message path.
+    _write_line: Callable[[dict[str, Any]], bool] | None = None
 
     def __init__(self, tap: Tap, services: ReportServices, definition: ReportDefinition) -> None:
         self.definition = definition
@@ -313,14 +329,24 @@ class ReportStream(GraphStream):
         self._context = context
         records = 0
         delivered: list[date] = []
-        for delivery in self.fetcher.deliveries(self.source(context)):
-            if delivery.path is not None:
-                for record in self._read(delivery):
-                    records += 1
-                    yield record
-            # Every record of the day has been emitted (or the day has none).
-            self._advance_bookmark(delivery.report_date)
-            delivered.append(delivery.report_date)
+        # Closed at once when reading fails: the fetching of the report stops before the
+        # error is reported (no worker's line after the run's last).
+        with closing(self.fetcher.deliveries(self.source(context))) as deliveries:
+            for delivery in deliveries:
+                if delivery.path is not None:
+                    read = 0
+                    try:
+                        for record in self._read(delivery):
+                            read += 1
+                            yield record
+                    except DownloadBrokenError:
+                        # Nothing of the day was emitted (its lines were held until the file
+                        # was whole); a new delivery of it follows, or the report's error.
+                        continue
+                    records += read
+                # Every record of the day has been emitted (or the day has none).
+                self._advance_bookmark(delivery.report_date)
+                delivered.append(delivery.report_date)
         self._log_summary(delivered, records)
 
     @override
@@ -328,6 +354,21 @@ class ReportStream(GraphStream):
         # conform.py's generator itself, without the extra generator GraphStream wraps it in
         # (one frame less per row of a report).
         return record_messages(self, record)
+
+    @override
+    def post_process(self, row: dict[str, Any], context: Context | None = None) -> dict[str, Any]:
+        # Built from the CSV with the schema's own names: no Graph JSON to clean up or rename.
+        return row
+
+    @override
+    def write_record(self, record: dict[str, Any]) -> None:
+        # A report's records are typed as built: the line is written without a message object
+        # (no deselected property, no stream map, the tap's writer; `record_line_writer`).
+        write_line = self._write_line
+        if write_line is not None and write_line(record):
+            self.state_manager.is_flushed = False  # as the SDK's own write does
+        else:
+            super().write_record(record)
 
     def _log_summary(self, delivered: list[date], records: int) -> None:
         if delivered:
@@ -376,7 +417,36 @@ class ReportStream(GraphStream):
         report_date = delivery.report_date.isoformat()
         # The spooled file was written as it was downloaded: its records were extracted then.
         self.records_extracted_at = datetime.fromtimestamp(delivery.path.stat().st_mtime, UTC)
-        with gzip.open(delivery.path, "rt", encoding="utf-8-sig", newline="") as text:
+        self._write_line = record_line_writer(self)
+        if delivery.complete:
+            yield from self._records(delivery, report_date, delivery.path)
+        elif self._write_line is None or self.ABORT_AT_RECORD_COUNT is not None:
+            # Lines cannot be held back here (stream maps, deselected properties, a dry run
+            # that stops after a few records): read the file once it is whole.
+            delivery.wait()
+            yield from self._records(delivery, report_date, delivery.path)
+        else:
+            # Read while it downloads; the day's lines go to a file of their own and reach
+            # stdout only once the whole file was read: a day is emitted whole or not at all.
+            assert delivery.path is not None  # noqa: S101 - checked above
+            lines = tempfile.TemporaryFile(dir=delivery.path.parent)  # noqa: SIM115
+            try:
+                self._write_line = record_line_writer(self, out=lines)
+                yield from self._records(delivery, report_date, GrowingFile(delivery))
+                GraphSingerWriter.write_lines(lines)
+            finally:
+                self._write_line = None
+                # Dropped unless copied: closing must not fail again on a full TMPDIR (the
+                # error that stopped the day is the one reported).
+                with suppress(OSError):
+                    lines.close()
+        delivery.discard()
+
+    def _records(
+        self, delivery: Delivery, report_date: str, source: Path | GrowingFile
+    ) -> Iterator[dict[str, Any]]:
+        """The records of a spooled file, from its path or as it downloads."""
+        with gzip.open(source, "rt", encoding="utf-8-sig", newline="") as text:
             # Strict: a quote that never closes is an error, not a field swallowing the rest.
             reader = csv.reader(text, strict=True)
             try:
@@ -402,7 +472,6 @@ class ReportStream(GraphStream):
                     yield record
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise GraphAPIError(self._unreadable(delivery, exc, reader.line_num)) from None
-        delivery.discard()
 
     def _unreadable(
         self, delivery: Delivery, exc: csv.Error | UnicodeDecodeError, line: int
@@ -416,7 +485,10 @@ class ReportStream(GraphStream):
         )
         if isinstance(exc, UnicodeDecodeError):
             assert delivery.path is not None  # noqa: S101 - the file being read
-            line = _first_undecodable_line(delivery.path)
+            # The bytes up to the fault are spooled, whether or not the rest has arrived.
+            line = _first_undecodable_line(
+                delivery.path if delivery.complete else GrowingFile(delivery)
+            )
             return (
                 f"{file} is not UTF-8 text (line {line}: byte 0x{exc.object[exc.start]:02x} "
                 f"is not UTF-8; Graph serves UTF-8, so it was re-encoded on the way, e.g. as "
@@ -547,7 +619,7 @@ class ReportStream(GraphStream):
         return False
 
 
-def _first_undecodable_line(path: Path) -> int:
+def _first_undecodable_line(path: Path | GrowingFile) -> int:
     """The 1-based line of a spooled file where UTF-8 decoding first fails (0: none does)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     with gzip.open(path, "rb") as raw:
