@@ -2,6 +2,7 @@
 
     python -m bench            # ~20 minutes: a 100,000-user tenant, 100,000-row reports
     python -m bench --quick    # ~5 minutes: a 10,000-user tenant, 10,000-row reports
+    python -m bench --tenants  # ~8 minutes: 10 tenants of 2,000 users side by side vs 1
 
 Starts the emulator as its own process (bench/emulator.py), runs the tap (`python -m
 tap_microsoft365`) and a raw `requests` baseline (bench/baseline.py) as subprocesses, and
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from bench.sizing import Measured, size
 from tap_microsoft365.streams.reports.definitions import REPORTS, Parameters
 from tap_microsoft365.streams.reports.fetcher import KEPT_DAYS
 
@@ -63,6 +65,10 @@ class Sizes:
     pacing_people: int = 100  # smaller reports for the 28-day backfill
     repeats: int = 3  # tap and raw runs of each comparison, interleaved
 
+
+# The tenants scenario: each tenant's size, and its reports' people in the time-scaled backfill.
+TENANT_USERS = 2_000
+TENANT_GROUPS = 200
 
 FULL = Sizes(100_000, 10_000, 100_000, 10_000, 1_000, window_seconds=60.0, repeats=2)
 QUICK = Sizes(10_000, 1_000, 10_000, 2_000, 200, window_seconds=30.0, report_people=500)
@@ -100,7 +106,16 @@ class Run:
 class Emulator:
     """bench/emulator.py in its own process."""
 
-    def __init__(self, *, users: int, groups: int, extra_rows: int, people: int, scale: float):
+    def __init__(
+        self,
+        *,
+        users: int,
+        groups: int,
+        extra_rows: int,
+        people: int,
+        scale: float,
+        tenants: int = 1,
+    ):
         self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-"))
         self.config_path = self.folder / "emulator.json"
         command = [
@@ -112,6 +127,7 @@ class Emulator:
             f"--extra-rows={extra_rows}",
             f"--report-people={people}",
             f"--time-scale={scale}",
+            f"--tenants={tenants}",
             f"--config-out={self.config_path}",
         ]
         self.process = subprocess.Popen(
@@ -224,6 +240,7 @@ class Bench:
         self.sizes = sizes
         self.quick = quick
         self.compare_only = compare_only
+        self.kind = "quick" if quick else "full"  # the results' file name
         self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-run-"))
         self.lines: list[str] = []
         self.targets: list[tuple[bool, str]] = []
@@ -644,10 +661,146 @@ class Bench:
                 f"for a lower bound of {windows * 600:.0f} s: {real:.2f}x."
             )
 
+    def many_tenants(self, count: int) -> None:
+        """N tenants side by side against 1: the same 28-day backfill of every stream under the
+        same time-scaled report window, then the sizing that follows at Graph's real window."""
+        s = self.sizes
+        window = s.window_seconds
+        self.kind = f"tenants-{'quick' if self.quick else 'full'}"
+        self.say(f"# tap-microsoft365 benchmark: {count} tenants side by side\n")
+        self.say(machine_line())
+        self.say(
+            f"Each tenant: {TENANT_USERS:,} users, {TENANT_GROUPS:,} groups; every stream, a "
+            f"28-day backfill of every report (reports of {s.pacing_people} users a day, so the "
+            f"CPU work shrinks with the window); report window time-scaled to {window:.0f} s "
+            f"(Graph: 600 s, 14 calls per report per app and tenant); {s.latency * 1000:.0f} ms "
+            "per request."
+        )
+        runs: dict[int, Run] = {}
+        for tenants in (1, count):
+            emulator = Emulator(
+                users=TENANT_USERS,
+                groups=TENANT_GROUPS,
+                extra_rows=0,
+                people=s.pacing_people,
+                scale=window / 600,
+                tenants=tenants,
+            )
+            try:
+                emulator.command(cmd="set", latency=s.latency)
+                runs[tenants] = self.tap(
+                    f"tap {tenants} tenant(s), 28-day backfill", emulator, None
+                )
+            finally:
+                emulator.stop()
+        # One day of every report at a tenant's full size (every user in the reports): the CPU
+        # a tenant's reports cost per day, which the sizing scales by.
+        emulator = Emulator(
+            users=TENANT_USERS,
+            groups=TENANT_GROUPS,
+            extra_rows=0,
+            people=TENANT_USERS,
+            scale=1.0,
+        )
+        try:
+            reports = {definition.name for definition in REPORTS}
+            day = self.tap(
+                f"tap 1 tenant, one day of every report ({TENANT_USERS:,} users)",
+                emulator,
+                reports,
+                settings={"start_date": emulator.ready["refresh_date"]},
+            )
+        finally:
+            emulator.stop()
+        one, many = runs[1], runs[count]
+        self.run_table(f"1 tenant vs {count} tenants", [one, many, day])
+        self.say("")
+        self.say(
+            "| run | tenants | days delivered per tenant (fewest, of daily reports) | "
+            "most report calls per tenant and report |"
+        )
+        self.say("|---|---:|---:|---:|")
+        served = KEPT_DAYS + 1
+        complete = True
+        for run in (one, many):
+            days = run.requests.get("tenant_days", {})
+            calls = run.requests.get("tenant_report_calls", {})
+            fewest = min((min(per.values(), default=0) for per in days.values()), default=0)
+            most = max((len(times) for per in calls.values() for times in per.values()), default=0)
+            complete = complete and fewest == served and len(days) == (count if run is many else 1)
+            self.say(f"| {run.label} | {len(days)} | {fewest} of {served} | {most} |")
+        self.say("")
+        ratio = many.wall / one.wall if one.wall else float("inf")
+        self.target(
+            ratio <= 1.3 and many.exit_code == 0 and one.exit_code == 0,
+            f"{count} tenants took {many.wall:.1f} s, 1 tenant {one.wall:.1f} s: {ratio:.2f}x "
+            "(target <= 1.3x)",
+        )
+        self.target(
+            complete,
+            f"every tenant got every day Graph serves ({served}: the refresh date and the "
+            f"{KEPT_DAYS} before it) of every daily report",
+        )
+        self.tenant_sizing(one, many, day, count)
+
+    def tenant_sizing(self, one: Run, many: Run, day: Run, count: int) -> None:
+        """Tenants per day at Graph's real window, from the runs of `many_tenants`."""
+        report_names = {definition.name for definition in REPORTS}
+        directory = sum(n for name, n in one.records.items() if name not in report_names)
+        calls = one.requests.get("tenant_report_calls", {})
+        most = max((len(t) for per in calls.values() for t in per.values()), default=0)
+        measured = Measured(
+            tenants=count,
+            cpu_one=one.cpu,
+            cpu_many=many.cpu,
+            records_one=one.total_records,
+            records_many=many.total_records,
+            rss_one=one.max_rss_mb,
+            rss_many=many.max_rss_mb,
+            directory_records=directory,
+            calls_per_report=most,
+            day_report_records=day.total_records,
+        )
+        backfill_records = directory + measured.backfill_days * day.total_records
+        memory_mb = machine_memory_mb() / 2  # half the machine for the tap
+        cores = os.cpu_count() or 1
+        sized = size(measured, cores=cores, memory_mb=memory_mb)
+        self.data["sizing"] = {"measured": measured.__dict__, "sizing": sized.__dict__}
+        self.say("\n### Sizing at Graph's real 10-minute window\n")
+        self.say(
+            f"- CPU: {sized.cpu_fixed:.1f} s a run plus {sized.cpu_per_record * 1e6:.0f} µs a "
+            f"record ({count} tenants: {many.cpu:.1f} s for {many.total_records:,} records; 1 "
+            f"tenant: {one.cpu:.1f} s for {one.total_records:,})."
+        )
+        self.say(
+            f"- A {TENANT_USERS:,}-user tenant: {directory:,} directory records, "
+            f"{day.total_records:,} report records a day; its 28-day backfill "
+            f"({measured.backfill_days} days) is {backfill_records:,} "
+            f"records, {sized.backfill_cpu:.0f} CPU s; a day kept current "
+            f"{directory + day.total_records:,} records, {sized.current_cpu:.1f} CPU s."
+        )
+        self.say(
+            f"- Graph: {most} calls per report per tenant in a backfill take at least "
+            f"{sized.graph_backfill_seconds:.0f} s (floor(({most}-1)/14) windows), whatever the "
+            f"number of tenants (each has its own budget); one run (one core) backfills about "
+            f"{sized.backfill_per_run} tenants in that time."
+        )
+        self.say(
+            f"- Memory: {sized.rss_fixed:.0f} MB a run plus {sized.rss_per_tenant:.1f} MB a "
+            f"tenant: {sized.tenants_per_run_memory:,} tenants in one run within "
+            f"{memory_mb:,.0f} MB (half this machine)."
+        )
+        self.say(
+            f"- Per day on this machine ({cores} cores): backfill {sized.backfill_per_day:,} "
+            f"tenants (CPU: {cores} x 86,400 s / {sized.backfill_cpu:.0f} s), or keep "
+            f"{sized.current_per_day:,} current (CPU: {cores} x 86,400 s / "
+            f"{sized.current_cpu:.1f} s)."
+        )
+
     def write(self) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        kind = "quick" if self.quick else "full"
+        kind = self.kind
         path = RESULTS / f"bench-{kind}-{stamp}.md"
         path.write_text("\n".join(self.lines) + "\n")
         (RESULTS / f"bench-{kind}-{stamp}.json").write_text(
@@ -690,6 +843,14 @@ def per_object_calls(by_endpoint: dict[str, int]) -> dict[str, int]:
     }
 
 
+def machine_memory_mb() -> float:
+    """The machine's RAM in MB (0 when /proc/meminfo is unreadable)."""
+    try:
+        return int(Path("/proc/meminfo").read_text().split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def machine_line() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -724,13 +885,25 @@ def main(argv: list[str] | None = None) -> int:
         "memory or pacing scenarios)",
     )
     parser.add_argument("--repeats", type=int, help="interleaved pairs per comparison")
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        nargs="?",
+        const=10,
+        metavar="N",
+        help="only N tenants (default 10) of 2,000 users side by side vs 1 tenant, 28-day "
+        "backfill, and the sizing per day that follows",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
     bench = Bench(sizes, args.quick, args.compare_only)
     started = time.monotonic()
-    bench.run()
+    if args.tenants:
+        bench.many_tenants(args.tenants)
+    else:
+        bench.run()
     failed = sum(1 for ok, _ in bench.targets if not ok)
     bench.say(
         f"\n{len(bench.targets) - failed} of {len(bench.targets)} targets met; "
