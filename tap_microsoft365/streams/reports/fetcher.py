@@ -377,6 +377,11 @@ class ReportFetcher:
             if self._consumed >= set(self._jobs):
                 self.close()
 
+    def start(self) -> None:
+        """Start fetching every selected report, before its stream reads it (once; the first
+        `deliveries` starts it too)."""
+        self._start()
+
     def report_concealment(self, stream: ReportSource, column: str) -> None:
         """A report showed concealed names: warn once per run, or stop the run."""
         with self._concealment_lock:
