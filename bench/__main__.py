@@ -663,38 +663,53 @@ class Bench:
 
     def many_tenants(self, count: int) -> None:
         """N tenants side by side against 1: the same 28-day backfill of every stream under the
-        same time-scaled report window, then the sizing that follows at Graph's real window."""
+        same time-scaled report window, then the sizing that follows at Graph's real window.
+
+        Everything that waits is scaled like the window (latency too: at 150 ms against a 60 s
+        window, report_concurrency's transfers, not Graph's limit, would set the pace, which they
+        do not at 600 s); the CPU work shrinks with reports of a few users a day, and one day of
+        every report at full size measures what the rest of the users cost.
+        """
         s = self.sizes
         window = s.window_seconds
+        scale = window / 600
+        latency = s.latency * scale
         self.kind = f"tenants-{'quick' if self.quick else 'full'}"
         self.say(f"# tap-microsoft365 benchmark: {count} tenants side by side\n")
         self.say(machine_line())
         self.say(
             f"Each tenant: {TENANT_USERS:,} users, {TENANT_GROUPS:,} groups; every stream, a "
-            f"28-day backfill of every report (reports of {s.pacing_people} users a day, so the "
-            f"CPU work shrinks with the window); report window time-scaled to {window:.0f} s "
-            f"(Graph: 600 s, 14 calls per report per app and tenant); {s.latency * 1000:.0f} ms "
-            "per request."
+            f"28-day backfill of every report (reports of {s.pacing_people} users a day); report "
+            f"window time-scaled to {window:.0f} s (Graph: 600 s, 14 calls per report per app "
+            f"and tenant) and latency with it: {latency * 1000:.1f} ms per request "
+            f"({s.latency * 1000:.0f} ms at 600 s); report_concurrency 8 (the default)."
         )
         runs: dict[int, Run] = {}
+        current: Run | None = None
         for tenants in (1, count):
             emulator = Emulator(
                 users=TENANT_USERS,
                 groups=TENANT_GROUPS,
                 extra_rows=0,
                 people=s.pacing_people,
-                scale=window / 600,
+                scale=scale,
                 tenants=tenants,
             )
             try:
-                emulator.command(cmd="set", latency=s.latency)
-                runs[tenants] = self.tap(
-                    f"tap {tenants} tenant(s), 28-day backfill", emulator, None
-                )
+                emulator.command(cmd="set", latency=latency)
+                run = self.tap(f"tap {tenants} tenant(s), 28-day backfill", emulator, None)
+                runs[tenants] = run
+                if tenants == count:
+                    # The next run, nothing new yet: what keeping the tenants current costs
+                    # besides the new day's rows.
+                    current = self.tap(
+                        f"tap {tenants} tenants, next run", emulator, None, state=run.state
+                    )
             finally:
                 emulator.stop()
+        assert current is not None
         # One day of every report at a tenant's full size (every user in the reports): the CPU
-        # a tenant's reports cost per day, which the sizing scales by.
+        # a tenant's report rows cost, which the sizing scales by.
         emulator = Emulator(
             users=TENANT_USERS,
             groups=TENANT_GROUPS,
@@ -703,17 +718,16 @@ class Bench:
             scale=1.0,
         )
         try:
-            reports = {definition.name for definition in REPORTS}
             day = self.tap(
                 f"tap 1 tenant, one day of every report ({TENANT_USERS:,} users)",
                 emulator,
-                reports,
+                {definition.name for definition in REPORTS},
                 settings={"start_date": emulator.ready["refresh_date"]},
             )
         finally:
             emulator.stop()
         one, many = runs[1], runs[count]
-        self.run_table(f"1 tenant vs {count} tenants", [one, many, day])
+        self.run_table(f"1 tenant vs {count} tenants", [one, many, current, day])
         self.say("")
         self.say(
             "| run | tenants | days delivered per tenant (fewest, of daily reports) | "
@@ -724,11 +738,10 @@ class Bench:
         complete = True
         for run in (one, many):
             days = run.requests.get("tenant_days", {})
-            calls = run.requests.get("tenant_report_calls", {})
             fewest = min((min(per.values(), default=0) for per in days.values()), default=0)
-            most = max((len(times) for per in calls.values() for times in per.values()), default=0)
-            complete = complete and fewest == served and len(days) == (count if run is many else 1)
-            self.say(f"| {run.label} | {len(days)} | {fewest} of {served} | {most} |")
+            expected = count if run is many else 1
+            complete = complete and fewest == served and len(days) == expected
+            self.say(f"| {run.label} | {len(days)} | {fewest} of {served} | {most_calls(run)[0]} |")
         self.say("")
         ratio = many.wall / one.wall if one.wall else float("inf")
         self.target(
@@ -741,60 +754,68 @@ class Bench:
             f"every tenant got every day Graph serves ({served}: the refresh date and the "
             f"{KEPT_DAYS} before it) of every daily report",
         )
-        self.tenant_sizing(one, many, day, count)
+        self.tenant_sizing(one, many, current, day, count)
 
-    def tenant_sizing(self, one: Run, many: Run, day: Run, count: int) -> None:
+    def tenant_sizing(self, one: Run, many: Run, current: Run, day: Run, count: int) -> None:
         """Tenants per day at Graph's real window, from the runs of `many_tenants`."""
         report_names = {definition.name for definition in REPORTS}
-        directory = sum(n for name, n in one.records.items() if name not in report_names)
-        calls = one.requests.get("tenant_report_calls", {})
-        most = max((len(t) for per in calls.values() for t in per.values()), default=0)
+        report_records = sum(n for name, n in one.records.items() if name in report_names)
+        most, calls = most_calls(one)
         measured = Measured(
             tenants=count,
             cpu_one=one.cpu,
             cpu_many=many.cpu,
-            records_one=one.total_records,
-            records_many=many.total_records,
             rss_one=one.max_rss_mb,
             rss_many=many.max_rss_mb,
-            directory_records=directory,
+            report_records=report_records,
             calls_per_report=most,
-            day_report_records=day.total_records,
+            report_calls=calls,
+            day_cpu=day.cpu,
+            day_records=day.total_records,
+            current_cpu_many=current.cpu,
+            seconds_per_call=2 * self.sizes.latency,  # the call (302) and the download
         )
-        backfill_records = directory + measured.backfill_days * day.total_records
         memory_mb = machine_memory_mb() / 2  # half the machine for the tap
         cores = os.cpu_count() or 1
-        sized = size(measured, cores=cores, memory_mb=memory_mb)
-        self.data["sizing"] = {"measured": measured.__dict__, "sizing": sized.__dict__}
+        z = size(measured, cores=cores, memory_mb=memory_mb)
+        self.data["sizing"] = {"measured": measured.__dict__, "sizing": z.__dict__}
+        full = measured.backfill_days * day.total_records
+        wire = measured.seconds_per_call
         self.say("\n### Sizing at Graph's real 10-minute window\n")
         self.say(
-            f"- CPU: {sized.cpu_fixed:.1f} s a run plus {sized.cpu_per_record * 1e6:.0f} µs a "
-            f"record ({count} tenants: {many.cpu:.1f} s for {many.total_records:,} records; 1 "
-            f"tenant: {one.cpu:.1f} s for {one.total_records:,})."
+            f"- CPU of a backfill run: {z.cpu_fixed:.1f} s plus {z.cpu_per_tenant:.2f} s a "
+            f"tenant (1 tenant {one.cpu:.1f} s, {count} tenants {many.cpu:.1f} s), for "
+            f"{report_records:,} report records a tenant; a report record at full size "
+            f"{z.cpu_per_report_record * 1e6:.0f} µs ({day.cpu:.1f} s for {day.total_records:,}, "
+            "start-up included)."
         )
         self.say(
-            f"- A {TENANT_USERS:,}-user tenant: {directory:,} directory records, "
-            f"{day.total_records:,} report records a day; its 28-day backfill "
-            f"({measured.backfill_days} days) is {backfill_records:,} "
-            f"records, {sized.backfill_cpu:.0f} CPU s; a day kept current "
-            f"{directory + day.total_records:,} records, {sized.current_cpu:.1f} CPU s."
+            f"- A {TENANT_USERS:,}-user tenant's 28-day backfill ({measured.backfill_days} days "
+            f"x {day.total_records:,} report records = {full:,}): {z.cpu_per_tenant:.2f} + "
+            f"{full - report_records:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
+            f"{z.backfill_cpu:.0f} CPU s; kept current, a day: {current.cpu:.1f} s / {count} "
+            f"+ {day.total_records:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
+            f"{z.current_cpu:.1f} CPU s."
         )
         self.say(
-            f"- Graph: {most} calls per report per tenant in a backfill take at least "
-            f"{sized.graph_backfill_seconds:.0f} s (floor(({most}-1)/14) windows), whatever the "
-            f"number of tenants (each has its own budget); one run (one core) backfills about "
-            f"{sized.backfill_per_run} tenants in that time."
+            f"- Graph: {most} calls per report per tenant take at least "
+            f"{z.graph_backfill_seconds:.0f} s (floor(({most}-1)/14) x 600 s) for any number "
+            f"of tenants side by side (each tenant has its own budget). In that time one run "
+            f"(one process, about one core) backfills {z.backfill_per_run_cpu} tenants by CPU "
+            f"(({z.graph_backfill_seconds:.0f} - {max(z.cpu_fixed, 0):.1f}) / "
+            f"{z.backfill_cpu:.0f}), and report_concurrency 8 carries "
+            f"{z.backfill_per_run_transfers} tenants' {calls} calls of {wire:.1f} s (8 x "
+            f"{z.graph_backfill_seconds:.0f} / ({calls} x {wire:.1f}))."
         )
         self.say(
-            f"- Memory: {sized.rss_fixed:.0f} MB a run plus {sized.rss_per_tenant:.1f} MB a "
-            f"tenant: {sized.tenants_per_run_memory:,} tenants in one run within "
-            f"{memory_mb:,.0f} MB (half this machine)."
+            f"- Memory: {z.rss_fixed:.0f} MB a run plus {z.rss_per_tenant:.1f} MB a tenant: "
+            f"{z.tenants_per_run_memory:,} tenants in one run within {memory_mb:,.0f} MB (half "
+            "this machine's RAM)."
         )
         self.say(
-            f"- Per day on this machine ({cores} cores): backfill {sized.backfill_per_day:,} "
-            f"tenants (CPU: {cores} x 86,400 s / {sized.backfill_cpu:.0f} s), or keep "
-            f"{sized.current_per_day:,} current (CPU: {cores} x 86,400 s / "
-            f"{sized.current_cpu:.1f} s)."
+            f"- A day on this machine ({cores} cores): {z.backfill_per_day:,} tenants backfilled "
+            f"({cores} x 86,400 / {z.backfill_cpu:.0f}), or {z.current_per_day:,} kept current "
+            f"({cores} x 86,400 / {z.current_cpu:.1f}): CPU bounds both."
         )
 
     def write(self) -> Path:
@@ -841,6 +862,15 @@ def per_object_calls(by_endpoint: dict[str, int]) -> dict[str, int]:
         for name, count in by_endpoint.items()
         if name.startswith(("graph /v1.0/users/", "graph /v1.0/groups/")) and name not in allowed
     }
+
+
+def most_calls(run: Run) -> tuple[int, int]:
+    """The most calls a tenant made to one report function, and to all of them (the busiest
+    tenant's), in a run."""
+    calls = run.requests.get("tenant_report_calls", {})
+    most = max((len(times) for per in calls.values() for times in per.values()), default=0)
+    total = max((sum(len(times) for times in per.values()) for per in calls.values()), default=0)
+    return most, total
 
 
 def machine_memory_mb() -> float:

@@ -33,43 +33,51 @@ def test_graphs_least_time_for_a_reports_calls(calls: int, seconds: float) -> No
 def test_tenants_per_day_from_the_measured_runs() -> None:
     measured = Measured(
         tenants=10,
-        cpu_one=5.0,  # 2 s fixed + 1,000 records at 3 ms
-        cpu_many=32.0,  # 2 s fixed + 10,000 records at 3 ms
-        records_one=1_000,
-        records_many=10_000,
-        rss_one=110.0,
+        cpu_one=5.0,  # 2 s fixed + 3 s a tenant
+        cpu_many=32.0,
+        rss_one=110.0,  # 100 MB fixed + 10 MB a tenant
         rss_many=200.0,
-        directory_records=400,
+        report_records=3_000,
         calls_per_report=30,
-        day_report_records=200,
+        report_calls=540,  # 18 reports x 30 calls
+        day_cpu=2.0,  # 20,000 report records: 100 µs each
+        day_records=20_000,
+        current_cpu_many=11.0,
+        seconds_per_call=0.3,
+        concurrency=8,
     )
     sized = size(measured, cores=2, memory_mb=1_100.0)
-    assert sized.cpu_per_record == pytest.approx(0.003)
-    assert sized.cpu_fixed == pytest.approx(2.0)
+    assert (sized.cpu_fixed, sized.cpu_per_tenant) == (2.0, 3.0)
+    assert sized.cpu_per_report_record == pytest.approx(1e-4)
     assert (sized.rss_fixed, sized.rss_per_tenant) == (100.0, 10.0)
-    # Backfill: 400 + 29 x 200 = 6,200 records; current: 400 + 200 = 600 records.
-    assert sized.backfill_cpu == pytest.approx(18.6)
-    assert sized.current_cpu == pytest.approx(1.8)
+    # A full-size backfill: 3 s + (29 x 20,000 - 3,000) records x 100 µs = 60.7 s.
+    assert sized.backfill_cpu == pytest.approx(60.7)
+    # Kept current: 11 s / 10 tenants + 20,000 records x 100 µs = 3.1 s.
+    assert sized.current_cpu == pytest.approx(3.1)
     assert sized.graph_backfill_seconds == 1200.0
-    assert sized.backfill_per_run == int((1200.0 - 2.0) // 18.6)  # 64
-    assert sized.backfill_per_day == int(2 * 86_400 // 18.6)  # 9,290
-    assert sized.current_per_day == int(2 * 86_400 // 1.8)  # 96,000
+    assert sized.backfill_per_run_cpu == 19  # (1,200 - 2) / 60.7 = 19.7
+    assert sized.backfill_per_run_transfers == 59  # 8 x 1,200 / (540 x 0.3) = 59.3
+    assert sized.backfill_per_day == 2_846  # 2 x 86,400 / 60.7 = 2,846.8
+    assert sized.current_per_day == 55_741  # 2 x 86,400 / 3.1 = 55,741.9
     assert sized.tenants_per_run_memory == 100  # (1,100 - 100) / 10
 
 
-def test_no_extra_records_means_no_per_record_cost() -> None:
+def test_nothing_measured_sizes_nothing() -> None:
     measured = Measured(
         tenants=2,
         cpu_one=3.0,
         cpu_many=3.0,
-        records_one=0,
-        records_many=0,
         rss_one=100.0,
         rss_many=100.0,
-        directory_records=0,
+        report_records=0,
         calls_per_report=0,
-        day_report_records=0,
+        report_calls=0,
+        day_cpu=0.0,
+        day_records=0,
+        current_cpu_many=0.0,
+        seconds_per_call=0.0,
     )
     sized = size(measured, cores=1, memory_mb=500.0)
     assert sized.backfill_per_day == 0
+    assert sized.backfill_per_run_transfers == 0
     assert sized.tenants_per_run_memory == 0
