@@ -29,11 +29,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from bench.sizing import Measured, size
+from bench.sizing import Measured, graph_seconds, per_process_day, run_seconds, size
 from tap_microsoft365.streams.reports.definitions import REPORTS, Parameters
 from tap_microsoft365.streams.reports.fetcher import KEPT_DAYS
 
@@ -69,6 +69,7 @@ class Sizes:
 # The tenants scenario: each tenant's size, and its reports' people in the time-scaled backfill.
 TENANT_USERS = 2_000
 TENANT_GROUPS = 200
+ROWS_DAYS = 3  # days of every report at full size, for the CPU per report record
 
 FULL = Sizes(100_000, 10_000, 100_000, 10_000, 1_000, window_seconds=60.0, repeats=2)
 QUICK = Sizes(10_000, 1_000, 10_000, 2_000, 200, window_seconds=30.0, report_people=500)
@@ -708,8 +709,9 @@ class Bench:
             finally:
                 emulator.stop()
         assert current is not None
-        # One day of every report at a tenant's full size (every user in the reports): the CPU
-        # a tenant's report rows cost, which the sizing scales by.
+        # Days of every report at a tenant's full size (every user in the reports), then the
+        # next run (no day left): the CPU a tenant's report rows cost, which the sizing
+        # scales by.
         emulator = Emulator(
             users=TENANT_USERS,
             groups=TENANT_GROUPS,
@@ -717,17 +719,27 @@ class Bench:
             people=TENANT_USERS,
             scale=1.0,
         )
+        reports = {definition.name for definition in REPORTS}
         try:
-            day = self.tap(
-                f"tap 1 tenant, one day of every report ({TENANT_USERS:,} users)",
+            refresh = datetime.fromisoformat(emulator.ready["refresh_date"]).date()
+            start = (refresh - timedelta(days=ROWS_DAYS - 1)).isoformat()
+            rows = self.tap(
+                f"tap 1 tenant, {ROWS_DAYS} days of every report ({TENANT_USERS:,} users)",
                 emulator,
-                {definition.name for definition in REPORTS},
-                settings={"start_date": emulator.ready["refresh_date"]},
+                reports,
+                settings={"start_date": start},
+            )
+            empty = self.tap(
+                "tap 1 tenant, its next run (no day left)",
+                emulator,
+                reports,
+                settings={"start_date": start},
+                state=rows.state,
             )
         finally:
             emulator.stop()
         one, many = runs[1], runs[count]
-        self.run_table(f"1 tenant vs {count} tenants", [one, many, current, day])
+        self.run_table(f"1 tenant vs {count} tenants", [one, many, current, rows, empty])
         self.say("")
         self.say(
             "| run | tenants | days delivered per tenant (fewest, of daily reports) | "
@@ -754,9 +766,11 @@ class Bench:
             f"every tenant got every day Graph serves ({served}: the refresh date and the "
             f"{KEPT_DAYS} before it) of every daily report",
         )
-        self.tenant_sizing(one, many, current, day, count)
+        self.tenant_sizing(one, many, current, (rows, empty), count)
 
-    def tenant_sizing(self, one: Run, many: Run, current: Run, day: Run, count: int) -> None:
+    def tenant_sizing(
+        self, one: Run, many: Run, current: Run, rows: tuple[Run, Run], count: int
+    ) -> None:
         """Tenants per day at Graph's real window, from the runs of `many_tenants`."""
         report_names = {definition.name for definition in REPORTS}
         report_records = sum(n for name, n in one.records.items() if name in report_names)
@@ -770,8 +784,9 @@ class Bench:
             report_records=report_records,
             calls_per_report=most,
             report_calls=calls,
-            day_cpu=day.cpu,
-            day_records=day.total_records,
+            rows_cpu=rows[0].cpu - rows[1].cpu,
+            rows_records=rows[0].total_records,
+            rows_days=ROWS_DAYS,
             current_cpu_many=current.cpu,
             seconds_per_call=2 * self.sizes.latency,  # the call (302) and the download
         )
@@ -779,43 +794,65 @@ class Bench:
         cores = os.cpu_count() or 1
         z = size(measured, cores=cores, memory_mb=memory_mb)
         self.data["sizing"] = {"measured": measured.__dict__, "sizing": z.__dict__}
-        full = measured.backfill_days * day.total_records
+        daily = round(z.day_records)
+        full = measured.backfill_days * daily
         wire = measured.seconds_per_call
+        used, spare = rows
         self.say("\n### Sizing at Graph's real 10-minute window\n")
         self.say(
             f"- CPU of a backfill run: {z.cpu_fixed:.1f} s plus {z.cpu_per_tenant:.2f} s a "
             f"tenant (1 tenant {one.cpu:.1f} s, {count} tenants {many.cpu:.1f} s), for "
             f"{report_records:,} report records a tenant; a report record at full size "
-            f"{z.cpu_per_report_record * 1e6:.0f} µs ({day.cpu:.1f} s for {day.total_records:,}, "
-            "start-up included)."
+            f"{z.cpu_per_report_record * 1e6:.0f} µs ({used.cpu:.1f} s for "
+            f"{used.total_records:,} records of {ROWS_DAYS} days, less {spare.cpu:.1f} s for the "
+            "next run, which reads no day)."
         )
         self.say(
             f"- A {TENANT_USERS:,}-user tenant's 28-day backfill ({measured.backfill_days} days "
-            f"x {day.total_records:,} report records = {full:,}): {z.cpu_per_tenant:.2f} + "
+            f"x {daily:,} report records = {full:,}): {z.cpu_per_tenant:.2f} + "
             f"{full - report_records:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
             f"{z.backfill_cpu:.0f} CPU s; kept current, a day: {current.cpu:.1f} s / {count} "
-            f"+ {day.total_records:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
+            f"+ {daily:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
             f"{z.current_cpu:.1f} CPU s."
         )
+        fixed = max(z.cpu_fixed, 0.0)
+        scaled = graph_seconds(most, 14, self.sizes.window_seconds)
+        small_one = z.graph_backfill_seconds + fixed + z.cpu_per_tenant
+        small_many = z.graph_backfill_seconds + fixed + count * z.cpu_per_tenant
         self.say(
             f"- Graph: {most} calls per report per tenant take at least "
             f"{z.graph_backfill_seconds:.0f} s (floor(({most}-1)/14) x 600 s) for any number "
-            f"of tenants side by side (each tenant has its own budget). In that time one run "
-            f"(one process, about one core) backfills {z.backfill_per_run_cpu} tenants by CPU "
-            f"(({z.graph_backfill_seconds:.0f} - {max(z.cpu_fixed, 0):.1f}) / "
-            f"{z.backfill_cpu:.0f}), and report_concurrency 8 carries "
-            f"{z.backfill_per_run_transfers} tenants' {calls} calls of {wire:.1f} s (8 x "
-            f"{z.graph_backfill_seconds:.0f} / ({calls} x {wire:.1f}))."
+            "of tenants side by side (each has its own budget); no report is complete before "
+            "its last window, and the SDK emits stream after stream, tenant after tenant, so a "
+            "run takes about that wait plus every tenant's CPU, one after another. Checked at "
+            f"the scaled window: {scaled:.0f} + {fixed:.1f} + N x {z.cpu_per_tenant:.2f} s = "
+            f"{scaled + fixed + z.cpu_per_tenant:.0f} s for 1 tenant (measured "
+            f"{one.wall:.0f} s), {scaled + fixed + count * z.cpu_per_tenant:.0f} s for {count} "
+            f"(measured {many.wall:.0f} s). At 600 s: these tenants {small_one:.0f} s and "
+            f"{small_many:.0f} s ({small_many / small_one:.2f}x); "
+            f"{TENANT_USERS:,}-user tenants {run_seconds(z, 1):.0f} s and "
+            f"{run_seconds(z, count):.0f} s ({run_seconds(z, count) / run_seconds(z, 1):.2f}x)."
         )
         self.say(
-            f"- Memory: {z.rss_fixed:.0f} MB a run plus {z.rss_per_tenant:.1f} MB a tenant: "
-            f"{z.tenants_per_run_memory:,} tenants in one run within {memory_mb:,.0f} MB (half "
-            "this machine's RAM)."
+            f"- report_concurrency 8 carries {z.backfill_per_run_transfers} tenants' {calls} "
+            f"report calls of {wire:.1f} s (call and download at {self.sizes.latency * 1000:.0f}"
+            f" ms) within that wait (8 x {z.graph_backfill_seconds:.0f} / ({calls} x "
+            f"{wire:.1f})); more tenants in one run need more."
         )
         self.say(
-            f"- A day on this machine ({cores} cores): {z.backfill_per_day:,} tenants backfilled "
-            f"({cores} x 86,400 / {z.backfill_cpu:.0f}), or {z.current_per_day:,} kept current "
-            f"({cores} x 86,400 / {z.current_cpu:.1f}): CPU bounds both."
+            f"- Memory: {z.rss_fixed:.0f} MB a run plus {z.rss_per_tenant:.1f} MB a tenant "
+            f"(100 tenants in one run: about {z.rss_fixed + 100 * z.rss_per_tenant:,.0f} MB); "
+            f"half this machine's RAM ({memory_mb:,.0f} MB) would hold "
+            f"{z.tenants_per_run_memory:,} tenants' worth."
+        )
+        self.say(
+            f"- A day: one process, in runs of {count} tenants one after another, backfills "
+            f"{per_process_day(z, count):,} tenants (86,400 x {count} / "
+            f"{run_seconds(z, count):.0f}), in runs of 50 {per_process_day(z, 50):,}; this "
+            f"machine's {cores} cores, with runs side by side (their waits overlap), "
+            f"{z.backfill_per_day:,} ({cores} x 86,400 / {z.backfill_cpu:.0f}), or keep "
+            f"{z.current_per_day:,} current ({cores} x 86,400 / {z.current_cpu:.1f}): CPU "
+            "bounds both, not Graph's limit and not memory."
         )
 
     def write(self) -> Path:

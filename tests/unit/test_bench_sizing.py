@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sizing import Measured, graph_seconds, linear, size
+from bench.sizing import Measured, graph_seconds, linear, per_process_day, run_seconds, size
 
 
 def test_a_run_splits_into_a_fixed_part_and_a_part_per_tenant() -> None:
@@ -40,8 +40,9 @@ def test_tenants_per_day_from_the_measured_runs() -> None:
         report_records=3_000,
         calls_per_report=30,
         report_calls=540,  # 18 reports x 30 calls
-        day_cpu=2.0,  # 20,000 report records: 100 µs each
-        day_records=20_000,
+        rows_cpu=6.0,  # 3 days of 20,000 report records: 100 µs each
+        rows_records=60_000,
+        rows_days=3,
         current_cpu_many=11.0,
         seconds_per_call=0.3,
         concurrency=8,
@@ -49,13 +50,17 @@ def test_tenants_per_day_from_the_measured_runs() -> None:
     sized = size(measured, cores=2, memory_mb=1_100.0)
     assert (sized.cpu_fixed, sized.cpu_per_tenant) == (2.0, 3.0)
     assert sized.cpu_per_report_record == pytest.approx(1e-4)
+    assert sized.day_records == 20_000
     assert (sized.rss_fixed, sized.rss_per_tenant) == (100.0, 10.0)
     # A full-size backfill: 3 s + (29 x 20,000 - 3,000) records x 100 µs = 60.7 s.
     assert sized.backfill_cpu == pytest.approx(60.7)
     # Kept current: 11 s / 10 tenants + 20,000 records x 100 µs = 3.1 s.
     assert sized.current_cpu == pytest.approx(3.1)
     assert sized.graph_backfill_seconds == 1200.0
-    assert sized.backfill_per_run_cpu == 19  # (1,200 - 2) / 60.7 = 19.7
+    # One run: Graph's wait, then each tenant's records one after another.
+    assert run_seconds(sized, 1) == pytest.approx(1_262.7)  # 1,200 + 2 + 60.7
+    assert run_seconds(sized, 10) == pytest.approx(1_809.0)  # 1,200 + 2 + 607
+    assert per_process_day(sized, 10) == 477  # 86,400 x 10 / 1,809 = 477.6
     assert sized.backfill_per_run_transfers == 59  # 8 x 1,200 / (540 x 0.3) = 59.3
     assert sized.backfill_per_day == 2_846  # 2 x 86,400 / 60.7 = 2,846.8
     assert sized.current_per_day == 55_741  # 2 x 86,400 / 3.1 = 55,741.9
@@ -72,8 +77,9 @@ def test_nothing_measured_sizes_nothing() -> None:
         report_records=0,
         calls_per_report=0,
         report_calls=0,
-        day_cpu=0.0,
-        day_records=0,
+        rows_cpu=0.0,
+        rows_records=0,
+        rows_days=0,
         current_cpu_many=0.0,
         seconds_per_call=0.0,
     )
