@@ -29,7 +29,7 @@ from tap_microsoft365.sdk_compat import CompatTap
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports.definitions import REPORTS
-from tap_microsoft365.streams.reports.fetcher import ReportFetcher
+from tap_microsoft365.streams.reports.fetcher import ReportFetcher, SpoolBudget
 from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
 from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
 from tap_microsoft365.tenants import CONTEXT_KEY, Tenant, Tenants
@@ -188,6 +188,11 @@ class TapMicrosoft365(CompatTap):
         # report_concurrency caps the report transfers of every tenant together.
         return threading.BoundedSemaphore(int(self.config.get("report_concurrency") or 8))
 
+    @cached_property
+    def _report_spool(self) -> SpoolBudget:
+        # report_spool_limit_mb holds the spooled files of every tenant together.
+        return SpoolBudget(int(self.config.get("report_spool_limit_mb") or 2048) * 1024 * 1024)
+
     def report_fetcher(self, tenant: Tenant) -> ReportFetcher:
         """One fetcher per tenant for every report stream: it fetches their days concurrently,
         each report paced on the tenant's own budget (Graph counts per app and tenant).
@@ -219,6 +224,7 @@ class TapMicrosoft365(CompatTap):
                     s.source(context) for s in self.streams.values() if isinstance(s, ReportStream)
                 ],
                 slots=self._report_slots,
+                spool=self._report_spool,
             )
             self._report_fetchers[tenant.key] = fetcher
         return fetcher
