@@ -10,13 +10,14 @@ from tap_microsoft365.streams.reports.fetcher import SpoolBudget
 
 def test_full_only_beyond_the_limit() -> None:
     budget = SpoolBudget(100)
-    assert not budget.full
+    seen = [budget.full]
     budget.add(100)
-    assert not budget.full  # at the limit: a file fetched ahead may still wait its turn
+    seen.append(budget.full)  # at the limit, not over it
     budget.add(1)
-    assert budget.full
+    seen.append(budget.full)
     budget.add(-1)  # a file's records were emitted and it was deleted
-    assert not budget.full
+    seen.append(budget.full)
+    assert seen == [False, False, True, False]
 
 
 def test_the_files_of_every_fetcher_count_together() -> None:
@@ -27,6 +28,7 @@ def test_the_files_of_every_fetcher_count_together() -> None:
         worker.start()
     for worker in workers:
         worker.join()
-    assert budget.full
+    seen = [budget.full]
     budget.add(-600)
-    assert not budget.full
+    seen.append(budget.full)
+    assert seen == [True, False]
