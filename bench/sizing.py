@@ -34,6 +34,7 @@ class Measured:
     report_records: int  # report records per tenant in those backfills
     calls_per_report: int  # most calls one tenant's backfill made to one report function
     report_calls: int  # calls one tenant's backfill made to every report function
+    first_window_calls: int  # of those, the calls of the first window (up to 14 a report)
     rows_cpu: float  # CPU s of a 1-tenant run of `rows_days` days of every report at full
     # size, beyond the same run's next one (no day left to read: start-up and calls alone)
     rows_records: int  # the records of those days
@@ -57,6 +58,7 @@ class Sizing:
     backfill_cpu: float  # CPU s per full-size tenant's 28-day backfill
     current_cpu: float  # CPU s per full-size tenant and day to keep it current
     graph_backfill_seconds: float  # the least time Graph's limit lets a backfill take
+    stagger_per_tenant: float  # s each tenant's first window adds to the transfers' queue
     backfill_per_run_transfers: int  # tenants report_concurrency transfers in that time
     backfill_per_day: int  # tenants backfilled per day on `cores` cores
     current_per_day: int  # tenants kept current per day on `cores` cores
@@ -81,11 +83,12 @@ def graph_seconds(calls: int, calls_per_window: int, window: float) -> float:
 
 
 def run_seconds(sizing: Sizing, tenants: int) -> float:
-    """About how long one run backfills `tenants` full-size tenants: Graph's wait, then every
-    tenant's records, one after another (one process, about one core)."""
-    return (
-        sizing.graph_backfill_seconds + max(sizing.cpu_fixed, 0.0) + tenants * sizing.backfill_cpu
-    )
+    """At most about how long one run backfills `tenants` full-size tenants: Graph's wait, made
+    later by the first window's calls queueing for report_concurrency's transfers (each report's
+    later windows count from its first call), then every tenant's records, one after another
+    (one process, about one core)."""
+    per_tenant = sizing.stagger_per_tenant + sizing.backfill_cpu
+    return sizing.graph_backfill_seconds + max(sizing.cpu_fixed, 0.0) + tenants * per_tenant
 
 
 def per_process_day(sizing: Sizing, tenants: int) -> int:
@@ -128,6 +131,9 @@ def size(m: Measured, *, cores: int, memory_mb: float) -> Sizing:
         backfill_cpu=backfill_cpu,
         current_cpu=current_cpu,
         graph_backfill_seconds=graph,
+        stagger_per_tenant=m.first_window_calls * m.seconds_per_call / m.concurrency
+        if m.concurrency
+        else 0.0,
         backfill_per_run_transfers=_per(m.concurrency * graph, m.report_calls * m.seconds_per_call),
         backfill_per_day=_per(day, backfill_cpu),
         current_per_day=_per(day, current_cpu),

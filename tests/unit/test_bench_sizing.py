@@ -40,6 +40,7 @@ def test_tenants_per_day_from_the_measured_runs() -> None:
         report_records=3_000,
         calls_per_report=30,
         report_calls=540,  # 18 reports x 30 calls
+        first_window_calls=252,  # 18 reports x 14 calls
         rows_cpu=6.0,  # 3 days of 20,000 report records: 100 µs each
         rows_records=60_000,
         rows_days=3,
@@ -57,10 +58,12 @@ def test_tenants_per_day_from_the_measured_runs() -> None:
     # Kept current: 11 s / 10 tenants + 20,000 records x 100 µs = 3.1 s.
     assert sized.current_cpu == pytest.approx(3.1)
     assert sized.graph_backfill_seconds == 1200.0
-    # One run: Graph's wait, then each tenant's records one after another.
-    assert run_seconds(sized, 1) == pytest.approx(1_262.7)  # 1,200 + 2 + 60.7
-    assert run_seconds(sized, 10) == pytest.approx(1_809.0)  # 1,200 + 2 + 607
-    assert per_process_day(sized, 10) == 477  # 86,400 x 10 / 1,809 = 477.6
+    # Each tenant's first window: 252 calls of 0.3 s through 8 transfers, 9.45 s.
+    assert sized.stagger_per_tenant == pytest.approx(9.45)
+    # One run: Graph's wait, then each tenant's first window and records one after another.
+    assert run_seconds(sized, 1) == pytest.approx(1_272.15)  # 1,200 + 2 + 9.45 + 60.7
+    assert run_seconds(sized, 10) == pytest.approx(1_903.5)  # 1,200 + 2 + 10 x 70.15
+    assert per_process_day(sized, 10) == 453  # 86,400 x 10 / 1,903.5 = 453.9
     assert sized.backfill_per_run_transfers == 59  # 8 x 1,200 / (540 x 0.3) = 59.3
     assert sized.backfill_per_day == 2_846  # 2 x 86,400 / 60.7 = 2,846.8
     assert sized.current_per_day == 55_741  # 2 x 86,400 / 3.1 = 55,741.9
@@ -77,6 +80,7 @@ def test_nothing_measured_sizes_nothing() -> None:
         report_records=0,
         calls_per_report=0,
         report_calls=0,
+        first_window_calls=0,
         rows_cpu=0.0,
         rows_records=0,
         rows_days=0,
