@@ -2,6 +2,7 @@
 
     python -m bench            # ~20 minutes: a 100,000-user tenant, 100,000-row reports
     python -m bench --quick    # ~5 minutes: a 10,000-user tenant, 10,000-row reports
+    python -m bench --tenants  # ~6 minutes: 10 tenants of 2,000 users side by side vs 1
 
 Starts the emulator as its own process (bench/emulator.py), runs the tap (`python -m
 tap_microsoft365`) and a raw `requests` baseline (bench/baseline.py) as subprocesses, and
@@ -28,10 +29,11 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from bench.sizing import Measured, graph_seconds, per_process_day, run_seconds, size
 from tap_microsoft365.streams.reports.definitions import REPORTS, Parameters
 from tap_microsoft365.streams.reports.fetcher import KEPT_DAYS
 
@@ -63,6 +65,11 @@ class Sizes:
     pacing_people: int = 100  # smaller reports for the 28-day backfill
     repeats: int = 3  # tap and raw runs of each comparison, interleaved
 
+
+# The tenants scenario: each tenant's size, and its reports' people in the time-scaled backfill.
+TENANT_USERS = 2_000
+TENANT_GROUPS = 200
+ROWS_DAYS = 3  # days of every report at full size, for the CPU per report record
 
 FULL = Sizes(100_000, 10_000, 100_000, 10_000, 1_000, window_seconds=60.0, repeats=2)
 QUICK = Sizes(10_000, 1_000, 10_000, 2_000, 200, window_seconds=30.0, report_people=500)
@@ -100,7 +107,16 @@ class Run:
 class Emulator:
     """bench/emulator.py in its own process."""
 
-    def __init__(self, *, users: int, groups: int, extra_rows: int, people: int, scale: float):
+    def __init__(
+        self,
+        *,
+        users: int,
+        groups: int,
+        extra_rows: int,
+        people: int,
+        scale: float,
+        tenants: int = 1,
+    ):
         self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-"))
         self.config_path = self.folder / "emulator.json"
         command = [
@@ -112,6 +128,7 @@ class Emulator:
             f"--extra-rows={extra_rows}",
             f"--report-people={people}",
             f"--time-scale={scale}",
+            f"--tenants={tenants}",
             f"--config-out={self.config_path}",
         ]
         self.process = subprocess.Popen(
@@ -227,6 +244,7 @@ class Bench:
         self.quick = quick
         self.compare_only = compare_only
         self.reports_only = reports_only
+        self.kind = "quick" if quick else "full"  # the results' file name
         self.folder = Path(tempfile.mkdtemp(prefix="tap-bench-run-"))
         self.lines: list[str] = []
         self.targets: list[tuple[bool, str]] = []
@@ -681,10 +699,211 @@ class Bench:
                 f"for a lower bound of {windows * 600:.0f} s: {real:.2f}x."
             )
 
+    def many_tenants(self, count: int) -> None:
+        """N tenants side by side against 1: the same 28-day backfill of every stream under the
+        same time-scaled report window, then the sizing that follows at Graph's real window.
+
+        Everything that waits is scaled like the window (latency too: at 150 ms against a 60 s
+        window, report_concurrency's transfers, not Graph's limit, would set the pace, which they
+        do not at 600 s); the CPU work shrinks with reports of a few users a day, and one day of
+        every report at full size measures what the rest of the users cost.
+        """
+        s = self.sizes
+        window = s.window_seconds
+        scale = window / 600
+        latency = s.latency * scale
+        self.kind = f"tenants-{'quick' if self.quick else 'full'}"
+        self.say(f"# tap-microsoft365 benchmark: {count} tenants side by side\n")
+        self.say(machine_line())
+        self.say(
+            f"Each tenant: {TENANT_USERS:,} users, {TENANT_GROUPS:,} groups; every stream, a "
+            f"28-day backfill of every report (reports of {s.pacing_people} users a day); report "
+            f"window time-scaled to {window:.0f} s (Graph: 600 s, 14 calls per report per app "
+            f"and tenant) and latency with it: {latency * 1000:.1f} ms per request "
+            f"({s.latency * 1000:.0f} ms at 600 s); report_concurrency 8 (the default)."
+        )
+        runs: dict[int, Run] = {}
+        current: Run | None = None
+        for tenants in (1, count):
+            emulator = Emulator(
+                users=TENANT_USERS,
+                groups=TENANT_GROUPS,
+                extra_rows=0,
+                people=s.pacing_people,
+                scale=scale,
+                tenants=tenants,
+            )
+            try:
+                emulator.command(cmd="set", latency=latency)
+                run = self.tap(f"tap {tenants} tenant(s), 28-day backfill", emulator, None)
+                runs[tenants] = run
+                if tenants == count:
+                    # The next run, nothing new yet: what keeping the tenants current costs
+                    # besides the new day's rows.
+                    current = self.tap(
+                        f"tap {tenants} tenants, next run", emulator, None, state=run.state
+                    )
+            finally:
+                emulator.stop()
+        assert current is not None
+        # Days of every report at a tenant's full size (every user in the reports), then the
+        # next run (no day left): the CPU a tenant's report rows cost, which the sizing
+        # scales by.
+        emulator = Emulator(
+            users=TENANT_USERS,
+            groups=TENANT_GROUPS,
+            extra_rows=0,
+            people=TENANT_USERS,
+            scale=1.0,
+        )
+        reports = {definition.name for definition in REPORTS}
+        try:
+            refresh = datetime.fromisoformat(emulator.ready["refresh_date"]).date()
+            start = (refresh - timedelta(days=ROWS_DAYS - 1)).isoformat()
+            rows = self.tap(
+                f"tap 1 tenant, {ROWS_DAYS} days of every report ({TENANT_USERS:,} users)",
+                emulator,
+                reports,
+                settings={"start_date": start},
+            )
+            empty = self.tap(
+                "tap 1 tenant, its next run (no day left)",
+                emulator,
+                reports,
+                settings={"start_date": start},
+                state=rows.state,
+            )
+        finally:
+            emulator.stop()
+        one, many = runs[1], runs[count]
+        self.run_table(f"1 tenant vs {count} tenants", [one, many, current, rows, empty])
+        self.say("")
+        self.say(
+            "| run | tenants | days delivered per tenant (fewest, of daily reports) | "
+            "most report calls per tenant and report |"
+        )
+        self.say("|---|---:|---:|---:|")
+        served = KEPT_DAYS + 1
+        complete = True
+        for run in (one, many):
+            days = run.requests.get("tenant_days", {})
+            fewest = min((min(per.values(), default=0) for per in days.values()), default=0)
+            expected = count if run is many else 1
+            complete = complete and fewest == served and len(days) == expected
+            self.say(f"| {run.label} | {len(days)} | {fewest} of {served} | {most_calls(run)[0]} |")
+        self.say("")
+        ratio = many.wall / one.wall if one.wall else float("inf")
+        self.target(
+            ratio <= 1.3 and many.exit_code == 0 and one.exit_code == 0,
+            f"{count} tenants took {many.wall:.1f} s, 1 tenant {one.wall:.1f} s: {ratio:.2f}x "
+            "(target <= 1.3x)",
+        )
+        self.target(
+            complete,
+            f"every tenant got every day Graph serves ({served}: the refresh date and the "
+            f"{KEPT_DAYS} before it) of every daily report",
+        )
+        self.tenant_sizing(one, many, current, (rows, empty), count)
+
+    def tenant_sizing(
+        self, one: Run, many: Run, current: Run, rows: tuple[Run, Run], count: int
+    ) -> None:
+        """Tenants per day at Graph's real window, from the runs of `many_tenants`."""
+        report_names = {definition.name for definition in REPORTS}
+        report_records = sum(n for name, n in one.records.items() if name in report_names)
+        most, calls = most_calls(one)
+        first = first_window_calls(one)
+        measured = Measured(
+            tenants=count,
+            cpu_one=one.cpu,
+            cpu_many=many.cpu,
+            rss_one=one.max_rss_mb,
+            rss_many=many.max_rss_mb,
+            report_records=report_records,
+            calls_per_report=most,
+            report_calls=calls,
+            first_window_calls=first,
+            rows_cpu=rows[0].cpu - rows[1].cpu,
+            rows_records=rows[0].total_records,
+            rows_days=ROWS_DAYS,
+            current_cpu_many=current.cpu,
+            seconds_per_call=2 * self.sizes.latency,  # the call (302) and the download
+        )
+        memory_mb = machine_memory_mb() / 2  # half the machine for the tap
+        cores = os.cpu_count() or 1
+        z = size(measured, cores=cores, memory_mb=memory_mb)
+        self.data["sizing"] = {"measured": measured.__dict__, "sizing": z.__dict__}
+        daily = round(z.day_records)
+        full = measured.backfill_days * daily
+        wire = measured.seconds_per_call
+        used, spare = rows
+        self.say("\n### Sizing at Graph's real 10-minute window\n")
+        self.say(
+            f"- CPU of a backfill run: {z.cpu_fixed:.1f} s plus {z.cpu_per_tenant:.2f} s a "
+            f"tenant (1 tenant {one.cpu:.1f} s, {count} tenants {many.cpu:.1f} s), for "
+            f"{report_records:,} report records a tenant; a report record at full size "
+            f"{z.cpu_per_report_record * 1e6:.0f} µs ({used.cpu:.1f} s for "
+            f"{used.total_records:,} records of {ROWS_DAYS} days, less {spare.cpu:.1f} s for the "
+            "next run, which reads no day)."
+        )
+        self.say(
+            f"- A {TENANT_USERS:,}-user tenant's 28-day backfill ({measured.backfill_days} days "
+            f"x {daily:,} report records = {full:,}): {z.cpu_per_tenant:.2f} + "
+            f"{full - report_records:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
+            f"{z.backfill_cpu:.0f} CPU s; kept current, a day: {current.cpu:.1f} s / {count} "
+            f"+ {daily:,} x {z.cpu_per_report_record * 1e6:.0f} µs = "
+            f"{z.current_cpu:.1f} CPU s."
+        )
+        fixed = max(z.cpu_fixed, 0.0)
+        scaled = graph_seconds(most, 14, self.sizes.window_seconds)
+        # The first window's calls queue for the transfers at the scaled latency too.
+        stagger = z.stagger_per_tenant * self.sizes.window_seconds / 600
+        tenant = z.cpu_per_tenant + z.stagger_per_tenant  # at 600 s, these tenants
+        small_one = z.graph_backfill_seconds + fixed + tenant
+        small_many = z.graph_backfill_seconds + fixed + count * tenant
+        self.say(
+            f"- Graph: {most} calls per report per tenant take at least "
+            f"{z.graph_backfill_seconds:.0f} s (floor(({most}-1)/14) x 600 s) for any number "
+            "of tenants side by side (each has its own budget); no report is complete before "
+            "its last window, and the SDK emits stream after stream, tenant after tenant, so a "
+            "run takes at most about that wait, plus each tenant's first-window calls queueing "
+            f"for the transfers ({first} calls x {wire:.1f} s / 8 = {z.stagger_per_tenant:.1f} s "
+            "at 600 s: they set when its later windows open), plus every tenant's CPU, one "
+            f"after another. Checked at the scaled window: {scaled:.0f} + {fixed:.1f} + N x "
+            f"({stagger:.2f} + {z.cpu_per_tenant:.2f}) s = "
+            f"{scaled + fixed + stagger + z.cpu_per_tenant:.0f} s for 1 tenant (measured "
+            f"{one.wall:.0f} s), {scaled + fixed + count * (stagger + z.cpu_per_tenant):.0f} s "
+            f"for {count} (measured {many.wall:.0f} s). At 600 s: these tenants "
+            f"{small_one:.0f} s and {small_many:.0f} s ({small_many / small_one:.2f}x); "
+            f"{TENANT_USERS:,}-user tenants {run_seconds(z, 1):.0f} s and "
+            f"{run_seconds(z, count):.0f} s ({run_seconds(z, count) / run_seconds(z, 1):.2f}x)."
+        )
+        self.say(
+            f"- report_concurrency 8 carries {z.backfill_per_run_transfers} tenants' {calls} "
+            f"report calls of {wire:.1f} s (call and download at {self.sizes.latency * 1000:.0f}"
+            f" ms) within that wait (8 x {z.graph_backfill_seconds:.0f} / ({calls} x "
+            f"{wire:.1f})); more tenants in one run need more."
+        )
+        self.say(
+            f"- Memory: {z.rss_fixed:.0f} MB a run plus {z.rss_per_tenant:.1f} MB a tenant "
+            f"(100 tenants in one run: about {z.rss_fixed + 100 * z.rss_per_tenant:,.0f} MB); "
+            f"half this machine's RAM ({memory_mb:,.0f} MB) would hold "
+            f"{z.tenants_per_run_memory:,} tenants' worth."
+        )
+        self.say(
+            f"- A day: one process, in runs of {count} tenants one after another, backfills "
+            f"{per_process_day(z, count):,} tenants (86,400 x {count} / "
+            f"{run_seconds(z, count):.0f}), in runs of 50 {per_process_day(z, 50):,}; this "
+            f"machine's {cores} cores, with runs side by side (their waits overlap), "
+            f"{z.backfill_per_day:,} ({cores} x 86,400 / {z.backfill_cpu:.0f}), or keep "
+            f"{z.current_per_day:,} current ({cores} x 86,400 / {z.current_cpu:.1f}): CPU "
+            "bounds both, not Graph's limit and not memory."
+        )
+
     def write(self) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        kind = "quick" if self.quick else "full"
+        kind = self.kind
         path = RESULTS / f"bench-{kind}-{stamp}.md"
         path.write_text("\n".join(self.lines) + "\n")
         (RESULTS / f"bench-{kind}-{stamp}.json").write_text(
@@ -727,6 +946,31 @@ def per_object_calls(by_endpoint: dict[str, int]) -> dict[str, int]:
     }
 
 
+def most_calls(run: Run) -> tuple[int, int]:
+    """The most calls a tenant made to one report function, and to all of them (the busiest
+    tenant's), in a run."""
+    calls = run.requests.get("tenant_report_calls", {})
+    most = max((len(times) for per in calls.values() for times in per.values()), default=0)
+    total = max((sum(len(times) for times in per.values()) for per in calls.values()), default=0)
+    return most, total
+
+
+def first_window_calls(run: Run) -> int:
+    """The calls of a tenant's first window (up to 14 a report function), the busiest's."""
+    calls = run.requests.get("tenant_report_calls", {})
+    return max(
+        (sum(min(len(times), 14) for times in per.values()) for per in calls.values()), default=0
+    )
+
+
+def machine_memory_mb() -> float:
+    """The machine's RAM in MB (0 when /proc/meminfo is unreadable)."""
+    try:
+        return int(Path("/proc/meminfo").read_text().split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def machine_line() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -766,13 +1010,33 @@ def main(argv: list[str] | None = None) -> int:
         help="only every report beside the raw client (the per-report table)",
     )
     parser.add_argument("--repeats", type=int, help="interleaved pairs per comparison")
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        nargs="?",
+        const=10,
+        metavar="N",
+        help="only N tenants (default 10) of 2,000 users side by side vs 1 tenant, 28-day "
+        "backfill, and the sizing per day that follows",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="Graph's 10-minute report window time-scaled to this (default 60, 30 with --quick)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
+    if args.window:
+        sizes = dataclasses.replace(sizes, window_seconds=args.window)
     bench = Bench(sizes, args.quick, args.compare_only, args.reports_only)
     started = time.monotonic()
-    bench.run()
+    if args.tenants:
+        bench.many_tenants(args.tenants)
+    else:
+        bench.run()
     failed = sum(1 for ok, _ in bench.targets if not ok)
     bench.say(
         f"\n{len(bench.targets) - failed} of {len(bench.targets)} targets met; "

@@ -1,18 +1,21 @@
 """The Graph emulator as the benchmark's own process, steered over stdin/stdout.
 
     python -m bench.emulator --users 100000 --groups 10000 --seed 7 --time-scale 0.1 \
-        --extra-rows 0 --config-out PATH
+        --extra-rows 0 [--tenants N] --config-out PATH
 
-Builds the tenant, starts the emulator (tests/graph_emulator), writes the tap config (as
-`python -m tests.graph_emulator` does: tap settings plus "ca_bundle"), prints one JSON line
-{"ready": true, ...} and then answers one JSON line per command line on stdin:
+Builds the tenant (with --tenants N, N tenants of that size, seeds seed, seed+1, ..., served to
+one multi-tenant app), starts the emulator (tests/graph_emulator), writes the tap config (as
+`python -m tests.graph_emulator` does: tap settings plus "ca_bundle"; a `tenants` list with
+N > 1), prints one JSON line {"ready": true, ...} and then answers one JSON line per command
+line on stdin:
 
     {"cmd": "set", "latency": 0.15, "extra_rows": 100000}   simulated latency (every listener)
                                                             and rows added to every report
     {"cmd": "set", "reset_report_limits": true}   forget the report calls counted against
                                                   Graph's limit (14 per 10 minutes)
     {"cmd": "log"}     the requests received since the last "log", counted by endpoint, plus
-                       each report function's call times; the log is then cleared
+                       each report function's call times and, per tenant, the report days
+                       answered with a file; the log is then cleared
     {"cmd": "quit"}    stop
 
 The request log stays in this process and out of Graph's URL space: the benchmark reads it
@@ -80,9 +83,9 @@ class ReportView:
 class Controller:
     """Applies commands to a running emulator."""
 
-    def __init__(self, emulator: GraphEmulator, view: ReportView) -> None:
+    def __init__(self, emulator: GraphEmulator, views: dict[str, ReportView]) -> None:
         self.emulator = emulator
-        self.view = view
+        self.views = views  # by tenant id
         self.latency_rule: Any = None
 
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -103,16 +106,17 @@ class Controller:
             seconds = float(command["latency"])
             if seconds > 0:
                 self.latency_rule = emulator.faults.latency(seconds, role=None)
-        if "extra_rows" in command:
-            emulator.reports.extra_rows = int(command["extra_rows"])
-        if "report_people" in command:
-            self.view.people = int(command["report_people"])
-        if command.get("reset_report_limits"):
-            # The CPU comparisons call each report function more often than Graph's 14 calls
-            # per 10 minutes allow; they measure records/s, not pacing.
-            reports = emulator.reports
-            reports._recent.clear()
-            reports._recent_tenant.clear()
+        for tenant_id, view in self.views.items():
+            reports = emulator.reports_of(tenant_id)
+            if "extra_rows" in command:
+                reports.extra_rows = int(command["extra_rows"])
+            if "report_people" in command:
+                view.people = int(command["report_people"])
+            if command.get("reset_report_limits"):
+                # The CPU comparisons call each report function more often than Graph's 14
+                # calls per 10 minutes allow; they measure records/s, not pacing.
+                reports._recent.clear()
+                reports._recent_tenant.clear()
         return {"ok": True}
 
     def drain_log(self) -> dict[str, Any]:
@@ -123,16 +127,26 @@ class Controller:
         counts = Counter(endpoint(r.role, r.path) for r in records)
         statuses = Counter(str(r.status) for r in records)
         report_calls: dict[str, list[float]] = {}
+        # Per tenant and report function: the calls Graph answered (their times) and the
+        # days (`date=`) it answered with a file.
+        tenant_calls: dict[str, dict[str, list[float]]] = {}
+        tenant_days: dict[str, dict[str, int]] = {}
         for r in records:
             match = _REPORT_CALL.match(r.path) if r.role == "graph" else None
             if match and r.status in (200, 302):
                 name = match.group(1).rsplit("/", 1)[-1]
                 report_calls.setdefault(name, []).append(r.time)
+                tenant_calls.setdefault(r.tenant_id, {}).setdefault(name, []).append(r.time)
+                if match.group(2) == "date":
+                    days = tenant_days.setdefault(r.tenant_id, {})
+                    days[name] = days.get(name, 0) + 1
         return {
             "total": len(records),
             "by_endpoint": dict(sorted(counts.items())),
             "by_status": dict(sorted(statuses.items())),
             "report_calls": report_calls,
+            "tenant_report_calls": tenant_calls,
+            "tenant_days": tenant_days,
         }
 
 
@@ -145,31 +159,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--extra-rows", type=int, default=0)
     parser.add_argument("--report-people", type=int, default=1000)
+    parser.add_argument("--tenants", type=int, default=1, help="tenants of this size")
     parser.add_argument("--config-out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     tenant = Tenant.synthetic(
         users=args.users, groups=args.groups, seed=args.seed, today=args.today
     )
-    emulator = GraphEmulator(tenant, time_scale=args.time_scale).start()
-    # Reports of the first --report-people users and groups (see ReportView), installed where
-    # the emulator keeps its lazily built ReportService.
-    view = ReportView(tenant, args.report_people)
-    reports = ReportService(
-        view,
-        download_base_url=emulator.download_url,
-        time_scale=args.time_scale,
-    )
-    reports.extra_rows = args.extra_rows
-    emulator._reports, emulator._reports_state = reports, "loaded"
-    config = emulator.config()
+    emulator = GraphEmulator(tenant, time_scale=args.time_scale)
+    for number in range(2, args.tenants + 1):
+        emulator.add_tenant(
+            Tenant.synthetic(
+                users=args.users,
+                groups=args.groups,
+                seed=args.seed + number - 1,
+                today=args.today,
+                domain=f"tenant{number}.onmicrosoft.com",
+                display_name=f"Tenant {number}",
+            )
+        )
+    emulator.start()
+    # Each tenant's reports are of its first --report-people users and groups (see
+    # ReportView), installed where the emulator keeps its lazily built ReportServices.
+    views: dict[str, ReportView] = {}
+    for tenant_id, site in emulator.sites.items():
+        view = views[tenant_id] = ReportView(site.tenant, args.report_people)
+        first = tenant_id == emulator.tenant_id
+        reports = ReportService(
+            view,
+            download_base_url=emulator.download_url + ("" if first else f"/tenants/{tenant_id}"),
+            time_scale=args.time_scale,
+        )
+        reports.extra_rows = args.extra_rows
+        if first:
+            emulator._reports, emulator._reports_state = reports, "loaded"
+        else:
+            emulator._site_reports[tenant_id] = reports
+    config = emulator.tenants_config() if args.tenants > 1 else emulator.config()
     config["ca_bundle"] = emulator.ca_bundle
     args.config_out.write_text(json.dumps(config, indent=2))
     os.chmod(args.config_out, 0o600)
-    controller = Controller(emulator, view)
+    controller = Controller(emulator, views)
     ready = {
         "ready": True,
         "pid": os.getpid(),
+        "tenants": list(emulator.sites),
         "users": len(tenant.users),
         "groups": len(tenant.groups),
         "refresh_date": emulator.reports.refresh_date.isoformat(),

@@ -9,14 +9,17 @@ fails with that list, so an SDK upgrade shows at once what to revisit.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from singer_sdk import RESTStream, Stream, Tap
 
 # conform.py reproduces the SDK's record conformance, compiled once per schema: it needs the
 # SDK's own per-value decisions so that its output is the SDK's to the byte (no public API).
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
+from singer_sdk.helpers._state import StateWriter
 from singer_sdk.helpers._typing import (
     _conform_primitive_property,
     _is_exclusive_boolean_type,
@@ -26,6 +29,7 @@ from singer_sdk.helpers._typing import (
     is_uniform_list,
 )
 from singer_sdk.helpers._util import utc_now
+from singer_sdk.singerlib.encoding.simple import StateMessage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -55,6 +59,8 @@ REQUIRED: tuple[tuple[type, str], ...] = (
 )
 # Attributes set on stream instances (not on the class) by the SDK.
 REQUIRED_INSTANCE_ATTRIBUTES = ("_stream_version", "_tap")
+# Attributes set on the tap instance by the SDK's constructor.
+REQUIRED_TAP_ATTRIBUTES = ("_state_writer",)
 
 
 def missing() -> list[str]:
@@ -66,11 +72,48 @@ def missing() -> list[str]:
         for name in REQUIRED_INSTANCE_ATTRIBUTES
         if f"self.{name}" not in source
     ]
+    tap_source = inspect.getsource(Tap.__init__)
+    gone += [
+        f"Tap instance attribute {name}"
+        for name in REQUIRED_TAP_ATTRIBUTES
+        if f"self.{name}" not in tap_source
+    ]
     return gone
 
 
+class StateLineWriter(StateWriter):
+    """The SDK's StateWriter (a STATE message only when the state changed since the last one),
+    remembering the last state as its JSON instead of as a deep copy.
+
+    A report writes STATE after every day it delivers, and with N tenants the state holds N
+    partitions of every stream: the SDK's deep copy and deep comparison of all of it after each
+    day made a backfill's cost grow as N squared. orjson writes the state in one C call; a state
+    it cannot write (a value that is not plain JSON) is kept as the SDK keeps it.
+    """
+
+    def __init__(self, message_writer: Any) -> None:
+        super().__init__(message_writer)
+        self._last: object = None
+
+    def write_state(self, state: Any) -> None:
+        """Write a STATE message if the state has changed."""
+        try:
+            seen: object = orjson.dumps(state, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        except (orjson.JSONEncodeError, TypeError):
+            seen = copy.deepcopy(state)
+        if self._last is None or seen != self._last:
+            self._message_writer.write_message(StateMessage(value=state))
+            self._last = seen
+
+
 class CompatTap(Tap):
-    """The SDK's private step a tap changes, routed to a hook of the tap's own."""
+    """The SDK's private steps a tap changes, routed to a hook of the tap's own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The SDK's writer of STATE messages, replaced by one that does not deep-copy the
+        # state after each (StateLineWriter); no public hook sets it.
+        self._state_writer = StateLineWriter(self.message_writer)
 
     def check_config(self, *, raise_errors: bool) -> list[str]:
         """The config's problems (the SDK's JSON-schema check by default)."""

@@ -30,7 +30,11 @@ from tap_microsoft365.sdk_compat import CompatTap
 from tap_microsoft365.streams.directory import DIRECTORY_STREAMS
 from tap_microsoft365.streams.licensing import LicenseAssignmentsStream
 from tap_microsoft365.streams.reports.definitions import REPORTS
-from tap_microsoft365.streams.reports.fetcher import ReportFetcher, stop_all_workers
+from tap_microsoft365.streams.reports.fetcher import (
+    ReportFetcher,
+    SpoolBudget,
+    stop_all_workers,
+)
 from tap_microsoft365.streams.reports.stream import ReportStream, report_streams
 from tap_microsoft365.streams.sign_in_activity import UserSignInActivityStream
 from tap_microsoft365.tenants import CONTEXT_KEY, Tenant, Tenants
@@ -189,27 +193,46 @@ class TapMicrosoft365(CompatTap):
         # report_concurrency caps the report transfers of every tenant together.
         return threading.BoundedSemaphore(int(self.config.get("report_concurrency") or 8))
 
+    @cached_property
+    def _report_spool(self) -> SpoolBudget:
+        # report_spool_limit_mb holds the spooled files of every tenant together.
+        return SpoolBudget(int(self.config.get("report_spool_limit_mb") or 2048) * 1024 * 1024)
+
     def report_fetcher(self, tenant: Tenant) -> ReportFetcher:
         """One fetcher per tenant for every report stream: it fetches their days concurrently,
-        each report paced on the tenant's own budget (Graph counts per app and tenant)."""
+        each report paced on the tenant's own budget (Graph counts per app and tenant).
+
+        The first call starts every tenant's fetcher (but a failed tenant's): the SDK reads a
+        stream's tenants one after another, and a tenant's backfill waits on its own budget, so
+        fetching a tenant's reports only when its turn comes would add up every tenant's wait.
+        """
         with self._fetchers_lock:
-            fetcher = self._report_fetchers.get(tenant.key)
-            if fetcher is None:
-                context = {CONTEXT_KEY: tenant.key} if self.tenants.partitioned else None
-                fetcher = ReportFetcher(
-                    self.config,
-                    tenant.transport,
-                    has_usage_reports=CLOUDS[tenant.cloud].has_usage_reports,
-                    cloud=tenant.cloud,
-                    streams=lambda: [
-                        s.source(context)
-                        for s in self.streams.values()
-                        if isinstance(s, ReportStream)
-                    ],
-                    slots=self._report_slots,
-                )
-                self._report_fetchers[tenant.key] = fetcher
+            first = not self._report_fetchers
+            fetcher = self._tenant_report_fetcher(tenant)
+            if first:
+                for other in self.tenants:
+                    if not self.tenants.failures.failed(other):
+                        self._tenant_report_fetcher(other).start()
             return fetcher
+
+    def _tenant_report_fetcher(self, tenant: Tenant) -> ReportFetcher:
+        """The tenant's fetcher, made on first use (under `_fetchers_lock`)."""
+        fetcher = self._report_fetchers.get(tenant.key)
+        if fetcher is None:
+            context = {CONTEXT_KEY: tenant.key} if self.tenants.partitioned else None
+            fetcher = ReportFetcher(
+                self.config,
+                tenant.transport,
+                has_usage_reports=CLOUDS[tenant.cloud].has_usage_reports,
+                cloud=tenant.cloud,
+                streams=lambda: [
+                    s.source(context) for s in self.streams.values() if isinstance(s, ReportStream)
+                ],
+                slots=self._report_slots,
+                spool=self._report_spool,
+            )
+            self._report_fetchers[tenant.key] = fetcher
+        return fetcher
 
     _fetchers_lock = threading.Lock()
     #: The tenants of the run `invoke` started, for its closing line.

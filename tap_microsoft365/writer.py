@@ -29,7 +29,7 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from singer_sdk.singerlib.encoding.simple import RecordMessage, SimpleSingerWriter
+from singer_sdk.singerlib.encoding.simple import RecordMessage, SimpleSingerWriter, StateMessage
 from singer_sdk.singerlib.json import serialize_json
 
 if TYPE_CHECKING:
@@ -86,6 +86,11 @@ class GraphSingerWriter(SimpleSingerWriter):
     _extracted_text = ""
 
     def serialize_message(self, message: Message) -> str:
+        if message.__class__ is StateMessage:
+            # `to_dict` deep-copies the whole state (every tenant's partitions of every stream)
+            # for each STATE message, a report day each; the line is written at once, so the
+            # value itself is encoded (the same JSON).
+            return encode_message({"type": message.type, "value": message.value})
         data = message.to_dict()
         extracted = data.get("time_extracted")
         if extracted.__class__ is datetime.datetime:  # as `_encode_datetime` would, but once

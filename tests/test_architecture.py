@@ -27,6 +27,7 @@ PRIVATE_SDK_NAMES = frozenset(
         "_stream_version",
         "_request",
         "_validate_config",
+        "_state_writer",
     }
 )
 

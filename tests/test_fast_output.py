@@ -24,6 +24,7 @@ from singer_sdk.singerlib.encoding.simple import (
     ActivateVersionMessage,
     RecordMessage,
     SchemaMessage,
+    SimpleSingerWriter,
     StateMessage,
 )
 from singer_sdk.singerlib.json import serialize_json
@@ -33,7 +34,7 @@ from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError, re
 from tap_microsoft365.streams.reports.fetcher import Delivery
 from tap_microsoft365.streams.reports.stream import ReportStream
 from tap_microsoft365.tap import TapMicrosoft365
-from tap_microsoft365.writer import encode_message
+from tap_microsoft365.writer import GraphSingerWriter, encode_message
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -193,6 +194,25 @@ def test_values_outside_json_go_through_the_sdk() -> None:
 def test_encoding_equals_the_sdks(message: Any) -> None:
     line = message.to_dict()
     assert encode_message(line) == serialize_json(line)
+
+
+def test_state_lines_equal_the_sdks() -> None:
+    # With many tenants the state holds a partition per tenant and stream, and a report writes
+    # it after every day: the writer encodes the value itself, to the SDK writer's bytes.
+    partitions = [
+        {
+            "context": {"tenant_id": f"tenant{n}.onmicrosoft.com"},
+            "replication_key": "report_date",
+            "replication_key_value": "2026-11-24",
+            "progress_markers": None,
+            "note": "Zoë \u4e2d \x7f",
+        }
+        for n in range(3)
+    ]
+    message = StateMessage(value={"bookmarks": {"users": {"partitions": partitions}}})
+    line = GraphSingerWriter().serialize_message(message)
+    assert line == SimpleSingerWriter().serialize_message(message)
+    assert json.loads(line) == {"type": "STATE", "value": message.value}
 
 
 @pytest.mark.parametrize(

@@ -278,3 +278,42 @@ def test_rows_are_retired_only_when_every_tenant_was_read_in_full(runs: Runs) ->
         assert len({r["record"]["tenant_id"] for r in records}) == 3
         assert {r["version"] for r in records} == {version}, stream
         assert messages[-1]["type"] == "ACTIVATE_VERSION"  # after every tenant's last record
+
+
+def test_every_tenants_reports_are_fetched_side_by_side() -> None:
+    """Graph's report limit counts per app and tenant
+    (https://learn.microsoft.com/en-us/graph/throttling-limits#microsoft-graph-reports-service-limits):
+    a 28-day backfill of one report waits a window for its 15th call in each tenant, and a
+    second tenant's calls need not wait for the first tenant's. The SDK reads a stream's tenants
+    one after another; the second tenant's report calls still start before the first tenant's
+    backfill ends, and each tenant gets every day Graph keeps."""
+    contoso = _tenant(51, "Contoso", 12)
+    fabrikam = _tenant(52, "Fabrikam", 10)
+    report = "office365_active_user_detail"
+    with GraphEmulator(contoso, tenants=[fabrikam], time_scale=SCALE) as emulator:
+        config = emulator.tenants_config(report_window_seconds=3)
+        selection = catalog()
+        for entry in selection["streams"]:
+            for metadata in entry["metadata"]:
+                if metadata["breadcrumb"] == []:
+                    metadata["metadata"]["selected"] = entry["tap_stream_id"] == report
+        result = run_tap(config, ca_bundle=emulator.ca_bundle, catalog=selection)
+        calls: dict[str, list[float]] = {}
+        for record in emulator.request_log:
+            if record.role == "graph" and "(date=" in record.path and record.status == 302:
+                calls.setdefault(record.tenant_id, []).append(record.time)
+        refresh = {
+            t.tenant_id: emulator.reports_of(t.tenant_id).refresh_date for t in (contoso, fabrikam)
+        }
+    assert result.exit_code == 0, result.stderr[-3000:]
+    first, second = calls[contoso.tenant_id], calls[fabrikam.tenant_id]
+    # More calls than one window allows: each tenant's backfill waited on its own budget.
+    assert len(first) > 14
+    assert len(second) > 14
+    # The second tenant's calls began while the first tenant's backfill was still waiting.
+    assert min(second) < max(first)
+    rows = by_tenant(result.records(report))
+    for tenant in (contoso, fabrikam):
+        days = {r["report_date"] for r in rows[tenant.tenant_id]}
+        assert max(days) == refresh[tenant.tenant_id].isoformat()
+        assert len(days) == len(calls[tenant.tenant_id])

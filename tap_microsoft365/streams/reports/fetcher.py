@@ -387,6 +387,27 @@ def stop_all_workers(wait: float = 2.0) -> None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
 
 
+class SpoolBudget:
+    """The bytes of report files spooled and not yet emitted, by every tenant's fetcher of a
+    run: report_spool_limit_mb holds them all together."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        """Count a spooled file (or, negative, one deleted after its records were emitted)."""
+        with self._lock:
+            self._used += size
+
+    @property
+    def full(self) -> bool:
+        """Whether the spooled files are over the limit."""
+        with self._lock:
+            return self._used > self.limit
+
+
 class ReportFetcher:
     """Fetches the due files of every selected report stream of one run."""
 
@@ -399,6 +420,7 @@ class ReportFetcher:
         cloud: str,
         streams: Callable[[], Iterable[ReportSource]],
         slots: threading.BoundedSemaphore | None = None,
+        spool: SpoolBudget | None = None,
     ) -> None:
         self.transport = transport
         self.has_usage_reports = has_usage_reports
@@ -420,7 +442,8 @@ class ReportFetcher:
         self._disabled = False
         self._consumed: set[str] = set()
         self._active: Job | None = None
-        self._spooled = 0
+        # Shared by the fetchers of every tenant of a run, like the slots.
+        self._spooled = spool or SpoolBudget(self.spool_limit)
         self._spool: tempfile.TemporaryDirectory[str] | None = None
         self._progress_lock = threading.Lock()
         self._last_progress = 0.0
@@ -464,6 +487,11 @@ class ReportFetcher:
             self._consumed.add(stream.name)
             if self._consumed >= set(self._jobs):
                 self.close()
+
+    def start(self) -> None:
+        """Start fetching every selected report, before its stream reads it (once; the first
+        `deliveries` starts it too)."""
+        self._start()
 
     def report_concealment(self, stream: ReportSource, column: str) -> None:
         """A report showed concealed names: warn once per run, or stop the run."""
@@ -697,7 +725,7 @@ class ReportFetcher:
         with self._cond:
             job.fetched += 1
             job.ready.append(delivery)
-            self._spooled += delivery.size
+            self._spooled.add(delivery.size)
             self._cond.notify_all()
         self.log_progress()
 
@@ -714,20 +742,20 @@ class ReportFetcher:
             job.fetched += 1
             if delivery.path is not None:  # not discarded meanwhile
                 delivery.size = size
-                self._spooled += size
+                self._spooled.add(size)
             self._cond.notify_all()
         delivery.finish(broken=False)
         self.log_progress()
 
     def _release(self, delivery: Delivery) -> None:
         with self._cond:
-            self._spooled -= delivery.size
+            self._spooled.add(-delivery.size)
             self._cond.notify_all()
 
     def _wait_for_spool_room(self, job: Job) -> None:
         """Hold a report that is not being emitted while the spool is over its limit."""
         with self._cond:
-            while self._spooled > self.spool_limit and self._active is not job:
+            while self._spooled.full and self._active is not job:
                 self._check_stop()
                 job.waiting_for = "spool"
                 job.waiting_until = time.monotonic()
@@ -1109,6 +1137,7 @@ __all__ = [
     "Pacer",
     "ReportFetcher",
     "ReportSource",
+    "SpoolBudget",
     "due_days",
     "iso_day",
     "oldest_requestable_day",
