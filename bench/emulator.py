@@ -169,13 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     emulator = GraphEmulator(tenant, time_scale=args.time_scale)
     for number in range(2, args.tenants + 1):
         emulator.add_tenant(
-            Tenant.synthetic(
-                users=args.users,
-                groups=args.groups,
-                seed=args.seed + number - 1,
-                today=args.today,
-                domain=f"tenant{number}.onmicrosoft.com",
-                display_name=f"Tenant {number}",
+            Tenant.numbered(
+                number, seed=args.seed, users=args.users, groups=args.groups, today=args.today
             )
         )
     emulator.start()

@@ -83,15 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     emulator = GraphEmulator(tenant, time_scale=args.time_scale)
     for number in range(2, args.tenants + 1):
         emulator.add_tenant(
-            Tenant.synthetic(
+            Tenant.numbered(
+                number,
+                seed=args.seed,
                 users=args.users,
                 groups=args.groups,
-                seed=args.seed + number - 1,
                 today=tenant.today,
                 copilot_seats=args.copilot_seats,
                 entra_premium=not args.no_entra_premium,
-                domain=f"tenant{number}.onmicrosoft.com",
-                display_name=f"Tenant {number}",
             ),
             consented=number not in args.no_consent,
         )

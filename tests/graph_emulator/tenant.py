@@ -661,6 +661,17 @@ class Tenant:
     # ---------------------------------------------------------------- construction
 
     @classmethod
+    def numbered(cls, number: int, *, seed: int, **synthetic: Any) -> Tenant:
+        """Tenant `number` (2, 3, ...) of a set like the first (`seed`): its own seed
+        (seed + number - 1), hence tenant id, domain tenant<number>.onmicrosoft.com and name."""
+        return cls.synthetic(
+            seed=seed + number - 1,
+            domain=f"tenant{number}.onmicrosoft.com",
+            display_name=f"Tenant {number}",
+            **synthetic,
+        )
+
+    @classmethod
     def synthetic(
         cls,
         users: int = 300,
