@@ -1,10 +1,11 @@
 """Microsoft's "Product names and service plan identifiers for licensing" CSV, on the download host.
 
-Microsoft serves the file from download.microsoft.com (graph-reference 3.4). The emulator serves a
-small file of the same shape at the same path on its download listener: the documented columns
-in their order, one row per (product, service plan), UTF-8 with a BOM and CRLF line ends, and the
-untidiness of the real file: stray trailing spaces, tabs and non-breaking spaces around names,
-GUIDs in upper case, names with commas (quoted). Its rows are the tenant's catalog
+Microsoft serves the file from download.microsoft.com, linked from
+https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference. The emulator
+serves a small file of the same shape at the same path on its download listener: the documented
+columns in their order, one row per (product, service plan), UTF-8 with a BOM and CRLF line ends,
+and the untidiness of the real file: stray trailing spaces, tabs and non-breaking spaces around
+names, GUIDs in upper case, names with commas (quoted). Its rows are the tenant's catalog
 (`tenant.SKU_CATALOG`) plus a few products the tenant does not own.
 
 `PRODUCT_NAMES` and `PLAN_FRIENDLY_NAMES` hold the clean names a tap should read from it.

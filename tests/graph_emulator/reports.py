@@ -1,7 +1,8 @@
 """Microsoft 365 usage reports: `GET /v1.0/reports/<function>` and the report download host.
 
-What is emulated, and where it comes from (docs = Microsoft Graph reportRoot pages; obs = observed
-by third parties, see shared/graph-reference.md section 5):
+What is emulated, and where it comes from (docs = Microsoft Graph reportRoot pages,
+https://learn.microsoft.com/graph/api/resources/report?view=graph-rest-1.0; obs = observed by
+third parties and reported in public issue threads and blog posts):
 
 - Every v1.0 per-user / per-site / per-group detail report, with the CSV header line of the docs
   (`REPORTS`). Parameter forms: `period='D7|D30|D90|D180'` (quoted string), `date=YYYY-MM-DD`
@@ -96,7 +97,8 @@ class TenantLike(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
-# Report definitions: the CSV header lines of graph-reference.md section 5.3, verbatim.
+# Report definitions: the CSV header lines of each report's v1.0 API page (Response section),
+# verbatim.
 # --------------------------------------------------------------------------------------------
 
 PERIODS: Final = {"D7": 7, "D30": 30, "D90": 90, "D180": 180}
@@ -132,7 +134,8 @@ HEADERS: Final[dict[str, str]] = {
     "getOffice365GroupsActivityDetail": "Report Refresh Date,Group Display Name,Is Deleted,Owner Principal Name,Last Activity Date,Group Type,Member Count,Guest Count,Exchange Received Email Count,SharePoint Active File Count,Yammer Posted Message Count,Yammer Read Message Count,Yammer Liked Message Count,Exchange Mailbox Total Item Count,Exchange Mailbox Storage Used (Byte),SharePoint Total File Count,SharePoint Site Storage Used (Byte),Group Id,Report Period",  # noqa: E501
 }
 
-# Columns replaced by pseudonyms when concealed names are on (graph-reference 5.6).
+# Columns replaced by pseudonyms when concealed names are on (the tenant default since 2021:
+# https://learn.microsoft.com/graph/api/resources/adminreportsettings?view=graph-rest-1.0).
 CONCEALED_COLUMNS: Final = frozenset(
     {
         "User Principal Name",
@@ -1590,7 +1593,7 @@ class ReportService:
         return max(1, math.ceil(max(waits))) if waits else 0
 
     def _too_many_requests(self, request: EmulatorRequest, retry_after: int) -> EmulatorResponse:
-        # Shape of the throttling doc's sample (graph-reference 2.5).
+        # Shape of the sample in https://learn.microsoft.com/graph/throttling.
         payload = {
             "error": {
                 "code": "TooManyRequests",
