@@ -7,6 +7,7 @@ docs/architecture.md describes the same rules in prose.
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,26 @@ def test_one_retry_loop(call: str) -> None:
         ]
     expected = [] if call == "sleep" else ["graph/transport.py"]
     assert [site.split(":")[0] for site in sites] == expected, sites
+
+
+def test_no_source_cites_notes_outside_the_repository() -> None:
+    # Comments state the fact or link Microsoft's page: a maintainer has no copy of the notes
+    # the project was built from.
+    root = PACKAGE.parent
+    listed = subprocess.run(
+        ["git", "ls-files", "*.py", "*.sql", "*.md", "*.yml", "*.sh", "*.toml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed
+    forbidden = ("graph-reference", "sdk-notes", "shared/style.md", "../shared")
+    citing = [
+        name
+        for name in listed
+        if (root / name).is_file()
+        and name != "tests/test_architecture.py"  # names them to look for them
+        and any(word in (root / name).read_text(encoding="utf-8") for word in forbidden)
+    ]
+    assert citing == []
