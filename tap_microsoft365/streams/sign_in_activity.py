@@ -33,6 +33,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from tap_microsoft365.errors import Microsoft365Error
 from tap_microsoft365.graph.transport import error_line, graph_error_fields
+from tap_microsoft365.naming import snake_case
 from tap_microsoft365.streams.base import GraphStream
 
 if TYPE_CHECKING:
@@ -49,12 +50,15 @@ else:
 PAGE_CAP = 120
 # signInActivity property -> column (snake_case, like every column of the tap).
 FIELDS = {
-    "lastSignInDateTime": "last_sign_in_date_time",
-    "lastSignInRequestId": "last_sign_in_request_id",
-    "lastNonInteractiveSignInDateTime": "last_non_interactive_sign_in_date_time",
-    "lastNonInteractiveSignInRequestId": "last_non_interactive_sign_in_request_id",
-    "lastSuccessfulSignInDateTime": "last_successful_sign_in_date_time",
-    "lastSuccessfulSignInRequestId": "last_successful_sign_in_request_id",
+    field: snake_case(field)
+    for field in (
+        "lastSignInDateTime",
+        "lastSignInRequestId",
+        "lastNonInteractiveSignInDateTime",
+        "lastNonInteractiveSignInRequestId",
+        "lastSuccessfulSignInDateTime",
+        "lastSuccessfulSignInRequestId",
+    )
 }
 NOT_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 HOW_TO_ENABLE = (
