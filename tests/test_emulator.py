@@ -7,6 +7,7 @@ documented behaviour of Entra ID and Microsoft Graph (see tests/graph_emulator/*
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import subprocess
@@ -647,42 +648,40 @@ def test_synthetic_tenant_variety_and_determinism() -> None:
         assert holders == sku["consumedUnits"]
 
 
-def test_standalone_process(tmp_path: Any) -> None:
-    config_path = tmp_path / "config.json"
+@contextlib.contextmanager
+def standalone(tmp_path: Path, *options: str) -> Iterator[dict[str, Any]]:
+    """`python -m tests.graph_emulator OPTIONS` running; its config file's settings."""
+    config_path = tmp_path / "emulator-config.json"
+    command = [sys.executable, "-m", "tests.graph_emulator", *options]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.graph_emulator",
-            "--users",
-            "20",
-            "--groups",
-            "3",
-            "--config-out",
-            str(config_path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [*command, "--config-out", str(config_path)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("graph-emulator ready")
-        config = json.loads(config_path.read_text())
-        token = requests.post(
-            f"{config['authority_host']}/{config['tenant_id']}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": config["client_id"],
-                "client_secret": config["client_secret"],
-                "scope": f"{config['graph_url']}/.default",
-            },
-            verify=config["ca_bundle"],
-            timeout=10,
-        )
-        assert token.status_code == 200
+        assert process.stdout.readline().startswith("graph-emulator ready")
+        yield json.loads(config_path.read_text())
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+def request_token(config: dict[str, Any], tenant_id: str) -> requests.Response:
+    """A client-credentials token request for one tenant, with the config's app."""
+    return requests.post(
+        f"{config['authority_host']}/{tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": config["client_id"],
+            "client_secret": config["client_secret"],
+            "scope": f"{config['graph_url']}/.default",
+        },
+        verify=config["ca_bundle"],
+        timeout=10,
+    )
+
+
+def test_standalone_process(tmp_path: Path) -> None:
+    with standalone(tmp_path, "--users", "20", "--groups", "3") as config:
+        assert request_token(config, config["tenant_id"]).status_code == 200

@@ -15,9 +15,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
-import subprocess
-import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +24,7 @@ import requests
 
 from tests.graph_emulator import AppRegistration, GraphEmulator, Tenant
 from tests.graph_emulator.login import DEFAULT_ROLES
+from tests.test_emulator import request_token, standalone
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -248,33 +246,12 @@ def test_config_of_every_tenant(emu: GraphEmulator) -> None:
 
 
 def test_the_command_line_serves_several_tenants(tmp_path: Path) -> None:
-    config_path = tmp_path / "emulator.json"
-    command = [sys.executable, "-m", "tests.graph_emulator", "--users", "15", "--groups", "2"]
-    command += ["--tenants", "3", "--no-consent", "3", "--config-out", str(config_path)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("graph-emulator ready")
-        config = json.loads(config_path.read_text())
+    options = ("--users", "15", "--groups", "2", "--tenants", "3", "--no-consent", "3")
+    with standalone(tmp_path, *options) as config:
         assert "tenant_id" not in config
         assert [entry["name"] for entry in config["tenants"]] == ["Contoso", "Tenant 2", "Tenant 3"]
         statuses = []
         for entry in config["tenants"]:
-            response = requests.post(
-                f"{config['authority_host']}/{entry['tenant_id']}/oauth2/v2.0/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": config["client_id"],
-                    "client_secret": config["client_secret"],
-                    "scope": f"{config['graph_url']}/.default",
-                },
-                verify=config["ca_bundle"],
-                timeout=10,
-            )
+            response = request_token(config, entry["tenant_id"])
             statuses.append((response.status_code, response.json().get("error_codes")))
         assert statuses == [(200, None), (200, None), (400, [65001])]
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-        if process.stdout is not None:
-            process.stdout.close()
