@@ -67,8 +67,3 @@
         ){{ alias }}
     {%- endif -%}
 {%- endmacro %}
-
-{#- An optional table of the tap (see tap_source): `columns` stand in where no schema has it. -#}
-{% macro optional_source(table, columns) -%}
-    {{ return(tap_source(table, columns)) }}
-{%- endmacro %}

@@ -20,7 +20,7 @@ select
     cast(outlook_copilot_last_activity_date as date) as outlook_copilot_last_activity_date,
     cast(onenote_copilot_last_activity_date as date) as onenote_copilot_last_activity_date,
     cast(loop_copilot_last_activity_date as date) as loop_copilot_last_activity_date
-from {{ optional_source('microsoft365_copilot_usage_user_detail', {
+from {{ tap_source('microsoft365_copilot_usage_user_detail', {
     'tenant_id': 'varchar',
     'report_date': 'varchar',
     'report_refresh_date': 'varchar',

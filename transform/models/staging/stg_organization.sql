@@ -3,7 +3,7 @@
 select
     tenant_id,
     display_name
-from {{ optional_source('organization', {
+from {{ tap_source('organization', {
     'tenant_id': 'varchar',
     'display_name': 'varchar',
 }) }}

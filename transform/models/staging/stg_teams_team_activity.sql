@@ -21,7 +21,7 @@ select
     cast(mentions as integer) as mentions,
     cast(active_shared_channels as integer) as active_shared_channels,
     cast(active_external_users as integer) as active_external_users
-from {{ optional_source('teams_team_activity_detail', {
+from {{ tap_source('teams_team_activity_detail', {
     'tenant_id': 'varchar',
     'report_date': 'varchar',
     'report_refresh_date': 'varchar',

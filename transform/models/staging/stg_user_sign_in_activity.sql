@@ -19,7 +19,7 @@ with sign_ins as (
         last_successful_sign_in_request_id,
         cast(cast(last_successful_sign_in_date_time as timestamp) as date)
             as last_successful_sign_in_date
-    from {{ optional_source('user_sign_in_activity', {
+    from {{ tap_source('user_sign_in_activity', {
         'tenant_id': 'varchar',
         'id': 'varchar',
         'user_principal_name': 'varchar',
