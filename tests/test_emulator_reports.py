@@ -29,7 +29,14 @@ from tests.graph_emulator.faults import (
     refresh_dates,
 )
 from tests.graph_emulator.http import EmulatorRequest
-from tests.graph_emulator.reports import BOM, HEADERS, REPORTS, ReportService
+from tests.graph_emulator.reports import (
+    BOM,
+    BULK_PROFILES,
+    HEADERS,
+    REPORTS,
+    ReportService,
+    _bulk_rows,
+)
 
 if TYPE_CHECKING:
     from tests.graph_emulator.http import EmulatorResponse
@@ -617,6 +624,60 @@ def test_a_200000_row_report_streams_without_building_the_file() -> None:
         1 for user in service.tenant.users.values() if "exchange" in str(user.get("assignedPlans"))
     )
     assert lines > 200_000 + licensed // 2
+
+
+def _rows_of(service: ReportService, call: str) -> list[list[str]]:
+    body = download(service, service.handle_call(call, request()))
+    return list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))[1:]
+
+
+def test_extra_rows_are_rows_even_where_a_report_leaves_objects_out() -> None:
+    # Only Yammer-connected groups are in the Yammer groups report; `extra_rows` still adds that
+    # many rows to it, as to a user report, so a benchmark's large day is large for every report.
+    service = make_service(users=40, groups=6)
+    plain = {
+        function: len(_rows_of(service, f"{function}(period='D7')"))
+        for function in ("getYammerGroupsActivityDetail", "getEmailActivityUserDetail")
+    }
+    service.extra_rows = 1_234
+    for function, base in plain.items():
+        rows = _rows_of(service, f"{function}(period='D7')")
+        assert len(rows) == base + 1_234, function
+        key = 1 if function == "getYammerGroupsActivityDetail" else 2  # group / user name
+        assert len({row[key] for row in rows}) == len(rows), "every synthetic row is its own"
+
+
+def test_synthetic_rows_end_when_no_profile_gives_a_row() -> None:
+    service = make_service(users=40, groups=6)
+    service.extra_rows = 500
+    snapshot = service._snapshot()
+    asked: list[int] = []
+
+    def nothing(slot: int) -> list[dict[str, str]]:
+        asked.append(slot)
+        return []
+
+    assert list(_bulk_rows(snapshot, nothing, {})) == []
+    assert sorted(asked) == list(range(BULK_PROFILES)), "each profile is tried once"
+
+
+def test_a_file_cache_serves_the_same_file_again_until_the_tenant_changes() -> None:
+    service = make_service(users=40, groups=6)
+    service.file_cache = {}
+    call = "getEmailActivityUserDetail(date=2026-11-20)"
+    first = download(service, service.handle_call(call, request()))
+    assert len(service.file_cache) == 1
+    again = service.handle_call(call, request())
+    served = service.handle_download(again.headers["Location"].removeprefix(DOWNLOAD), request())
+    assert served.body is next(iter(service.file_cache.values())), "served from the cache"
+    assert b"".join(served.body) == first
+    upn = first.decode("utf-8-sig").splitlines()[1].split(",")[1]  # the first row's user
+    tenant = service.tenant
+    assert isinstance(tenant, Tenant)
+    user = next(u for u in tenant.users.values() if u["userPrincipalName"] == upn)
+    tenant.update_user(user["id"], displayName="Renamed Person")
+    assert b",Renamed Person," in download(service, service.handle_call(call, request()))
+    assert len(service.file_cache) == 2
 
 
 # ------------------------------------------------------------------------------- over HTTPS
