@@ -53,6 +53,17 @@ class SyncResult:
         """The last STATE value, the one an orchestrator stores."""
         return self.states[-1] if self.states else None
 
+    def counted(self, stream: str) -> int:
+        """The sum of the `record_count` METRIC points of one stream (plain log format)."""
+        total = 0
+        for line in self.stderr.splitlines():
+            _, marker, point = line.partition("METRIC: ")
+            if marker:
+                metric = json.loads(point)
+                if metric["metric"] == "record_count" and metric["tags"]["stream"] == stream:
+                    total += metric["value"]
+        return total
+
     @property
     def output(self) -> str:
         """Everything the run printed, for secret scans."""

@@ -31,12 +31,13 @@ from singer_sdk.singerlib.json import serialize_json
 
 from tap_microsoft365 import schemas
 from tap_microsoft365.conform import SchemaConformer, UnsupportedSchemaError, record_line_writer
-from tap_microsoft365.streams.reports.fetcher import Delivery
+from tap_microsoft365.streams.reports.fetcher import Delivery, DownloadBrokenError
 from tap_microsoft365.streams.reports.stream import ReportStream
 from tap_microsoft365.tap import TapMicrosoft365
 from tap_microsoft365.writer import GraphSingerWriter, encode_message
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.graph_emulator import GraphEmulator
@@ -332,3 +333,56 @@ def test_a_day_read_while_it_downloads_reaches_stdout_only_once_whole(
         assert line == serialize_json(sdks[0].to_dict())
     assert "zo\\u00eb@contoso.com" in lines[7]
     assert not path.exists()  # read to its end: discarded
+    stream.fetcher.close()  # reading started the tenant's report workers
+
+
+def test_rows_of_a_download_that_broke_are_not_counted_as_records(
+    emulator: GraphEmulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The `record_count` metric counts RECORD lines written: the rows read from a download that
+    then broke off never reach stdout, so they are not counted; the day fetched again is."""
+    tap = TapMicrosoft365(config=emulator.config(), parse_env_config=False)
+    stream = tap.streams["onedrive_activity_user_detail"]
+    assert isinstance(stream, ReportStream)
+    columns = stream.definition.columns
+    upn = columns.index("User Principal Name")
+    header = b"\xef\xbb\xbf" + ",".join(columns).encode() + b"\r\n"
+
+    def rows(first: int, last: int) -> bytes:
+        cells = [""] * len(columns)
+        cells[0] = "2026-11-24"
+        lines = []
+        for n in range(first, last):
+            cells[upn] = f"user{n}@contoso.com"
+            lines.append(",".join(cells) + "\r\n")
+        return "".join(lines).encode()
+
+    counter = stream.get_record_counter()
+
+    def emit(records: Iterator[dict[str, Any]]) -> None:
+        for record in records:  # as the SDK's loop does with each record
+            stream.write_record(record)
+            counter.increment()
+
+    broken = Delivery(datetime.date(2026, 11, 24), tmp_path / "broken.csv.gz", complete=False)
+    assert broken.path is not None
+    with gzip.open(broken.path, "wb", compresslevel=1) as spool:
+        spool.write(header + rows(0, 2000))
+        spool.flush()  # what has arrived so far
+        records = stream._read(broken)
+        emit(iter([next(records)]))  # one row read (more are, in its buffers) and written
+    broken.finish(broken=True)
+    with pytest.raises(DownloadBrokenError):
+        emit(records)
+    assert counter.value == 0
+    assert '"type":"RECORD"' not in capsys.readouterr().out
+
+    again = Delivery(datetime.date(2026, 11, 24), tmp_path / "again.csv.gz", complete=False)
+    assert again.path is not None
+    with gzip.open(again.path, "wb", compresslevel=1) as spool:
+        spool.write(header + rows(0, 800))
+    again.finish(broken=False)
+    emit(stream._read(again))
+    assert counter.value == 800
+    assert len(capsys.readouterr().out.splitlines()) == 800
+    stream.fetcher.close()  # reading started the tenant's report workers

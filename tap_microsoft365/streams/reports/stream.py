@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from singer_sdk import metrics
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_microsoft365.conform import record_line_writer, record_messages
@@ -55,6 +56,37 @@ else:
         from typing import override
     except ImportError:  # Python 3.11
         from typing_extensions import override
+
+
+class DayRecordCounter(metrics.Counter):
+    """The `record_count` metric of a report: a day's records count when its lines reach stdout.
+
+    Lines held back until their file is whole (`hold`) are counted when the day is emitted
+    (`emitted`), and not at all if its download broke and the day is fetched again (`dropped`),
+    so the metric equals the RECORD lines written.
+    """
+
+    def __init__(self, base: metrics.Counter) -> None:
+        super().__init__(base.metric, base.tags, log_interval=base.log_interval)
+        self.hold = False
+        self.held = 0
+
+    @override
+    def increment(self, value: int = 1) -> None:
+        if self.hold:
+            self.held += value
+        else:
+            super().increment(value)
+
+    def emitted(self) -> None:
+        """The held lines were written."""
+        held, self.held, self.hold = self.held, 0, False
+        if held:
+            super().increment(held)
+
+    def dropped(self) -> None:
+        """The held lines were discarded."""
+        self.held, self.hold = 0, False
 
 
 class ReportServices(GraphServices, Protocol):
@@ -296,6 +328,17 @@ class ReportStream(GraphStream):
         self.primary_keys = with_tenant_key(definition.key_properties)  # type: ignore[misc]
         self._logged: set[str] = set()  # what this run's files showed, each said once
         self._context: Context | None = None  # the tenant being read
+        self._record_counter: DayRecordCounter | None = None
+
+    @override
+    def get_record_counter(
+        self, *, endpoint: str | None = None, log_interval: float = metrics.DEFAULT_LOG_INTERVAL
+    ) -> metrics.Counter:
+        counter = DayRecordCounter(
+            super().get_record_counter(endpoint=endpoint, log_interval=log_interval)
+        )
+        self._record_counter = counter
+        return counter
 
     @property
     def fetcher(self) -> ReportFetcher:
@@ -430,11 +473,18 @@ class ReportStream(GraphStream):
             # stdout only once the whole file was read: a day is emitted whole or not at all.
             assert delivery.path is not None  # noqa: S101 - checked above
             lines = tempfile.TemporaryFile(dir=delivery.path.parent)  # noqa: SIM115
+            counter = self._record_counter
+            if counter is not None:
+                counter.hold = True
             try:
                 self._write_line = record_line_writer(self, out=lines)
                 yield from self._records(delivery, report_date, GrowingFile(delivery))
                 GraphSingerWriter.write_lines(lines)
+                if counter is not None:
+                    counter.emitted()
             finally:
+                if counter is not None:
+                    counter.dropped()  # not emitted: nothing of the day reached stdout
                 self._write_line = None
                 # Dropped unless copied: closing must not fail again on a full TMPDIR (the
                 # error that stopped the day is the one reported).
