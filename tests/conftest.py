@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.graph_emulator import GraphEmulator, Tenant
+from tests.graph_emulator.reports import REPORTS as REPORT_FUNCTIONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -22,9 +23,20 @@ TODAY = datetime.date(2026, 11, 26)
 TIME_SCALE = 0.01
 # Tests about the directory streams need a day or two of usage reports, not Graph's full 28.
 RECENT_START = {"start_date": (TODAY - datetime.timedelta(days=3)).isoformat()}
+# A report column Graph added after the tap was written.
+ADDED_COLUMN = "Added Later Count"
 
 
 _shared: list[GraphEmulator] = []
+
+
+def _sandbox_emulator() -> GraphEmulator:
+    # Copilot seats and AuditLog.Read.All: every stream, the optional user_sign_in_activity
+    # and the Copilot report included, has records for the SDK's standard tests.
+    tenant = Tenant.synthetic(users=2500, groups=60, seed=7, today=TODAY, copilot_seats=60)
+    emu = GraphEmulator(tenant, time_scale=TIME_SCALE)
+    emu.app.roles.add("AuditLog.Read.All")
+    return emu
 
 
 def shared_emulator() -> GraphEmulator:
@@ -34,15 +46,28 @@ def shared_emulator() -> GraphEmulator:
     config at import time) against it. The tap in this process trusts its CA.
     """
     if not _shared:
-        # Copilot seats and AuditLog.Read.All: every stream, the optional user_sign_in_activity
-        # and the Copilot report included, has records for the SDK's standard tests.
-        tenant = Tenant.synthetic(users=2500, groups=60, seed=7, today=TODAY, copilot_seats=60)
-        emu = GraphEmulator(tenant, time_scale=TIME_SCALE)
-        emu.app.roles.add("AuditLog.Read.All")
+        emu = _sandbox_emulator()
         emu.start()
         os.environ["REQUESTS_CA_BUNDLE"] = emu.ca_bundle
         _shared.append(emu)
     return _shared[0]
+
+
+def standard_tests_emulator() -> GraphEmulator:
+    """The sandbox tenant for the SDK's standard tests, on an emulator of its own (started now,
+    stopped with the session), whose every report also serves a column the tap does not know,
+    as Graph adds columns over time. Each report's `extra_columns` object then has values for
+    the suite's is_object check; with none, that check would have nothing to test.
+    """
+    shared_emulator()  # sets REQUESTS_CA_BUNDLE: every emulator of a process has the same CA
+    emu = _sandbox_emulator()
+    emu.start()
+    reports = emu.reports
+    for function in REPORT_FUNCTIONS:
+        reports.extra_columns[function] = [ADDED_COLUMN]
+        reports.extra_column_values[function] = {ADDED_COLUMN: lambda row: "7"}
+    _shared.append(emu)
+    return emu
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

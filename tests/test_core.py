@@ -8,9 +8,10 @@ from typing import Any
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_microsoft365.tap import TapMicrosoft365
-from tests.conftest import RECENT_START, shared_emulator
+from tests.conftest import ADDED_COLUMN, RECENT_START, standard_tests_emulator
 
-SANDBOX = shared_emulator()
+# The sandbox tenant; every report also serves a column the tap does not know (conftest.py).
+SANDBOX = standard_tests_emulator()
 CONFIG = SANDBOX.config(**RECENT_START)
 
 # Every stream selected, user_sign_in_activity (off by default) included: without an input
@@ -42,3 +43,11 @@ class TestTapMicrosoft365(_StandardTests):  # type: ignore[misc, valid-type]
             duplicates = [key for key, count in counts.items() if count > 1]
             assert not duplicates, f"{stream}: duplicate primary keys {duplicates[:5]}"
             assert records, f"{stream}: no records"
+
+    def test_a_report_column_graph_added_reaches_extra_columns(self, runner: Any) -> None:
+        # What the suite's is_object check of `extra_columns` runs on: every report has it.
+        added = ADDED_COLUMN.lower().replace(" ", "_")
+        reports = [name for name, records in runner.records.items() if "report_date" in records[0]]
+        assert len(reports) == 20
+        for stream in reports:
+            assert all(r["extra_columns"] == {added: "7"} for r in runner.records[stream]), stream
