@@ -175,21 +175,17 @@ def main(argv: list[str] | None = None) -> int:
 
     # Copilot seats: its report has rows (a tenant without the add-on has none).
     seats = min(100, args.users // 10)
-    tenant = Tenant.synthetic(
-        users=args.users, groups=args.groups, seed=args.seed, today=args.today, copilot_seats=seats
+    tenant, *others = Tenant.several(
+        args.tenants,
+        seed=args.seed,
+        users=args.users,
+        groups=args.groups,
+        today=args.today,
+        copilot_seats=seats,
     )
     emulator = GraphEmulator(tenant, time_scale=args.time_scale)
-    for number in range(2, args.tenants + 1):
-        emulator.add_tenant(
-            Tenant.numbered(
-                number,
-                seed=args.seed,
-                users=args.users,
-                groups=args.groups,
-                today=args.today,
-                copilot_seats=seats,
-            )
-        )
+    for other in others:
+        emulator.add_tenant(other)
     # The tenants are millions of long-lived objects: a full collection over them took about
     # 0.6 s, at random moments inside the requests being measured. Frozen, they are never
     # scanned again; what requests allocate is still collected.

@@ -7,6 +7,7 @@ from typing import Any
 
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from tap_microsoft365.streams.reports.definitions import snake_case
 from tap_microsoft365.tap import TapMicrosoft365
 from tests.conftest import ADDED_COLUMN, RECENT_START, standard_tests_emulator
 
@@ -46,7 +47,7 @@ class TestTapMicrosoft365(_StandardTests):  # type: ignore[misc, valid-type]
 
     def test_a_report_column_graph_added_reaches_extra_columns(self, runner: Any) -> None:
         # What the suite's is_object check of `extra_columns` runs on: every report has it.
-        added = ADDED_COLUMN.lower().replace(" ", "_")
+        added = snake_case(ADDED_COLUMN)
         reports = [name for name, records in runner.records.items() if "report_date" in records[0]]
         assert len(reports) == 20
         for stream in reports:

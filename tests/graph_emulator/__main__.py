@@ -72,28 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    tenant = Tenant.synthetic(
+    tenant, *others = Tenant.several(
+        args.tenants,
+        seed=args.seed,
         users=args.users,
         groups=args.groups,
-        seed=args.seed,
         today=args.today or dt.date.today(),
         copilot_seats=args.copilot_seats,
         entra_premium=not args.no_entra_premium,
     )
     emulator = GraphEmulator(tenant, time_scale=args.time_scale)
-    for number in range(2, args.tenants + 1):
-        emulator.add_tenant(
-            Tenant.numbered(
-                number,
-                seed=args.seed,
-                users=args.users,
-                groups=args.groups,
-                today=tenant.today,
-                copilot_seats=args.copilot_seats,
-                entra_premium=not args.no_entra_premium,
-            ),
-            consented=number not in args.no_consent,
-        )
+    for number, other in enumerate(others, start=2):
+        emulator.add_tenant(other, consented=number not in args.no_consent)
     if 1 in args.no_consent:
         emulator.site(tenant.tenant_id).consented = False
     if args.audit_log:

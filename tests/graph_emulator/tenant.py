@@ -661,6 +661,12 @@ class Tenant:
     # ---------------------------------------------------------------- construction
 
     @classmethod
+    def several(cls, count: int, *, seed: int, **synthetic: Any) -> list[Tenant]:
+        """`count` tenants alike: the first `synthetic(seed=seed)`, then `numbered` 2, 3, ..."""
+        first = cls.synthetic(seed=seed, **synthetic)
+        return [first] + [cls.numbered(n, seed=seed, **synthetic) for n in range(2, count + 1)]
+
+    @classmethod
     def numbered(cls, number: int, *, seed: int, **synthetic: Any) -> Tenant:
         """Tenant `number` (2, 3, ...) of a set like the first (`seed`): its own seed
         (seed + number - 1), hence tenant id, domain tenant<number>.onmicrosoft.com and name."""
